@@ -1,0 +1,113 @@
+"""Parsing and normalising e-mail addresses: ``"bob@example.com"`` or ``"Bob Smith <bob@example.com>"``.
+
+Addresses are normalised once, when a Message is built: an internationalised domain is written in its
+IDNA A-label form (``bücher.example`` becomes ``xn--bcher-kva.example``), so that only a non-ASCII local part
+needs SMTPUTF8 from the server, and the display name is kept as text (encoded with RFC 2047 on the wire).
+"""
+
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+
+from sendchannel.errors import InvalidMessageError
+
+__all__ = ["ParsedAddress", "parse_address"]
+
+# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_FORBIDDEN = frozenset("\r\n\x00")
+
+
+class ParsedAddress:
+    """An address split into its display name and address, with the domain as an IDNA A-label."""
+
+    __slots__ = ("addr_spec", "display_name", "domain", "local_part")
+
+    def __init__(self, display_name: str, local_part: str, domain: str) -> None:
+        self.display_name = display_name
+        self.local_part = local_part
+        self.domain = domain
+        self.addr_spec = f"{local_part}@{domain}"
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        """Whether the address itself (not its display name) has a non-ASCII character."""
+        return not self.addr_spec.isascii()
+
+    def formatted(self) -> str:
+        """The address as a header would carry it: ``Name <a@b>``, quoting the name where needed."""
+        if not self.display_name:
+            return self.addr_spec
+        return str(Address(display_name=self.display_name, addr_spec=self.addr_spec))
+
+
+def idna_domain(domain: str) -> str:
+    """The ASCII (A-label) form of ``domain``; raises ValueError when it is not a valid host name."""
+    if not domain or len(domain) > 253:
+        raise ValueError("the domain is empty or longer than 253 characters")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"the domain cannot be encoded with IDNA ({exc})") from None
+    labels = domain.split(".")
+    if len(labels) < 2 and domain.lower() != "localhost":
+        raise ValueError("the domain has no dot (write the full domain, such as example.com)")
+    for label in labels:
+        if not _LABEL_RE.fullmatch(label):
+            raise ValueError(f"the domain label {label!r} is not a valid host name label")
+    return domain
+
+
+def parse_address(value: object, field: str) -> ParsedAddress:
+    """Parse ``value`` as one address; raise InvalidMessageError naming ``field`` when it is not one."""
+    if not isinstance(value, str):
+        raise InvalidMessageError(
+            f"{field}: expected an address string such as 'bob@example.com', got {type(value).__name__}"
+        )
+    if _FORBIDDEN.intersection(value):
+        raise InvalidMessageError(
+            f"{field}: {value!r} contains a line break or NUL, which could inject headers; "
+            "remove it"
+        )
+    text = value.strip()
+    display_name = ""
+    if text.endswith(">") and "<" in text:
+        start = text.rindex("<")
+        display_name = _unquote(text[:start].strip(), field, value)
+        text = text[start + 1 : -1].strip()
+    elif "<" in text or ">" in text:
+        raise InvalidMessageError(
+            f"{field}: {value!r} is not an address; write 'bob@example.com' or 'Bob <bob@example.com>'"
+        )
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not _LOCAL_RE.fullmatch(local) or len(local) > 64:
+        raise InvalidMessageError(
+            f"{field}: {value!r} is not a valid address; write 'bob@example.com' or 'Bob <bob@example.com>'"
+        )
+    try:
+        domain = idna_domain(domain)
+    except ValueError as exc:
+        raise InvalidMessageError(f"{field}: {value!r} has an invalid domain: {exc}") from None
+    return ParsedAddress(display_name, local, domain)
+
+
+def _unquote(name: str, field: str, original: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidMessageError(
+            f"{field}: the display name in {original!r} contains a control character; remove it"
+        )
+    return name
+
+
+def try_parse_address(value: object) -> ParsedAddress | None:
+    """Like parse_address, but None instead of an error (for checks that only answer yes or no)."""
+    try:
+        return parse_address(value, "address")
+    except InvalidMessageError:
+        return None

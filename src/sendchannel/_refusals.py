@@ -1,0 +1,61 @@
+"""The rule for a send whose every recipient was refused, shared by all channels.
+
+When at least one recipient is accepted the send succeeds and ``SendResult.rejected`` lists the others.
+When all are refused: if every refusal was temporary (4xx) the channel raises a TransientError (a
+ThrottledError for "too many recipients" and 4.7.x replies), otherwise RecipientsRefusedError.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sendchannel.errors import RecipientsRefusedError, SendError, ThrottledError, TransientError
+
+__all__ = ["all_refused_error", "split_reply"]
+
+_REPLY_RE = re.compile(r"\s*(?P<code>[2-5]\d\d)(?:[ -](?P<enhanced>[245]\.\d{1,3}\.\d{1,3})\b)?")
+
+
+def split_reply(reply: str) -> tuple[int | None, str | None]:
+    """The reply code and RFC 3463 enhanced code at the start of an SMTP-style reply, when present."""
+    match = _REPLY_RE.match(reply)
+    if match is None:
+        return None, None
+    return int(match["code"]), match["enhanced"]
+
+
+def _throttling(code: int | None, enhanced: str | None, reply: str) -> bool:
+    return (enhanced or "").startswith("4.7.") or (
+        code == 452 and "too many recipients" in reply.lower()
+    ) or (enhanced or "") == "4.5.3"
+
+
+def all_refused_error(rejected: Mapping[str, str], *, channel: str | None = None) -> SendError:
+    """The error for a send whose every recipient (the keys of ``rejected``) was refused."""
+    parsed = {rcpt: split_reply(reply) for rcpt, reply in rejected.items()}
+    count = len(rejected)
+    first_recipient, first_reply = next(iter(rejected.items()))
+    code, enhanced = parsed[first_recipient]
+    subject = "The recipient was" if count == 1 else f"All {count} recipients were"
+    if all(c is not None and 400 <= c < 500 for c, _ in parsed.values()):
+        kind: type[TransientError] = TransientError
+        if any(_throttling(c, e, rejected[r]) for r, (c, e) in parsed.items()):
+            kind = ThrottledError
+        return kind(
+            f"{subject} refused for now ({first_recipient}: {first_reply}); "
+            "the server may accept them later, so try again.",
+            code=code,
+            enhanced_code=enhanced,
+            channel=channel,
+            rejected=rejected,
+            reply=first_reply,
+        )
+    return RecipientsRefusedError(
+        f"{subject} refused ({first_recipient}: {first_reply}); check the addresses.",
+        code=code,
+        enhanced_code=enhanced,
+        channel=channel,
+        rejected=rejected,
+        reply=first_reply,
+    )
