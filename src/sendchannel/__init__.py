@@ -30,8 +30,8 @@ from sendchannel.errors import (
     PermanentError,
     QuotaExceededError,
     RecipientsRefusedError,
-    SendError,
     SenderNotAllowedError,
+    SendError,
     ThrottledError,
     TransientError,
 )
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail import GmailOAuthChannel
     from sendchannel._pipeline import pipeline
-    from sendchannel._retry import RetryPolicy, Retrying
+    from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp import Office365Channel, SmtpChannel
     from sendchannel._sparkpost import SparkpostChannel
     from sendchannel._throttle import MemoryStore, RedisStore, SqliteStore, Throttler

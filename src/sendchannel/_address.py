@@ -98,11 +98,12 @@ def parse_address(value: object, field: str) -> ParsedAddress:
 def _unquote(name: str, field: str, original: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = re.sub(r"\\(.)", r"\1", name[1:-1])
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in name):
         raise InvalidMessageError(
             f"{field}: the display name in {original!r} contains a control character; remove it"
         )
-    return name
+    # A display name is a phrase: runs of blanks in it carry no meaning, and mail readers fold them.
+    return " ".join(name.split())
 
 
 def try_parse_address(value: object) -> ParsedAddress | None:

@@ -11,7 +11,7 @@ from sendchannel._limits import Limits
 from sendchannel._message import Message
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
-from sendchannel.errors import InvalidMessageError, SendError, SenderNotAllowedError
+from sendchannel.errors import InvalidMessageError, SenderNotAllowedError, SendError
 
 __all__ = ["BaseChannel", "Channel", "check_message"]
 
@@ -134,10 +134,10 @@ class BaseChannel(abc.ABC):
     async def _send(self, message: Message) -> SendResult:
         """Send a message that has passed the checks."""
 
-    async def verify(self) -> None:
+    async def verify(self) -> None:  # noqa: B027 - optional hook
         """Reach the provider and authenticate without sending (nothing to do by default)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (nothing to do by default)."""
 
     async def __aenter__(self) -> BaseChannel:

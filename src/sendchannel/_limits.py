@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import attrs
 
@@ -90,7 +91,9 @@ def _describe_seconds(seconds: float) -> str:
 def _rates(value: object) -> tuple[Rate, ...]:
     if isinstance(value, Rate):
         return (value,)
-    rates = tuple(value)  # type: ignore[call-overload]
+    if not isinstance(value, Iterable):
+        raise TypeError(f"rates must be a Rate or a sequence of Rate, got {type(value).__name__}")
+    rates = tuple(value)
     for rate in rates:
         if not isinstance(rate, Rate):
             raise TypeError(f"rates must be Rate objects, got {type(rate).__name__}")
@@ -117,9 +120,9 @@ class Limits:
     max_message_bytes: int | None = attrs.field(default=None, validator=_optional_positive_int)
     max_connections: int | None = attrs.field(default=None, validator=_optional_positive_int)
 
-    def evolve(self, **changes: object) -> Limits:
+    def evolve(self, **changes: Any) -> Limits:
         """A copy with some fields changed: ``limits.evolve(max_recipients_per_message=1000)``."""
-        return attrs.evolve(self, **changes)  # type: ignore[misc]
+        return attrs.evolve(self, **changes)
 
     def __str__(self) -> str:
         parts = [str(rate) for rate in self.rates]

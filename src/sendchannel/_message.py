@@ -9,7 +9,7 @@ import re
 import types
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -138,13 +138,17 @@ def _headers(value: object) -> Mapping[str, str]:
 
 
 def _attachments(value: object) -> tuple[Attachment, ...]:
-    items = () if value is None else tuple(value)  # type: ignore[call-overload]
+    if value is None:
+        return ()
+    if not isinstance(value, Iterable):
+        raise InvalidMessageError(f"attachments: expected a sequence, got {type(value).__name__}")
+    items: tuple[object, ...] = tuple(value)
     for index, item in enumerate(items):
         if not isinstance(item, Attachment):
             raise InvalidMessageError(
                 f"attachments[{index}]: expected an Attachment, got {type(item).__name__}"
             )
-    return items
+    return items  # type: ignore[return-value]
 
 
 def _body(value: object) -> str | None:
@@ -234,6 +238,9 @@ class Message:
                 "Message has no recipient: give at least one address in to, cc or bcc"
             )
         _check_line(self.subject, "subject")
+        if self.text is None and self.html is None:
+            # A message without a body carries an empty text part; say so rather than hold None.
+            object.__setattr__(self, "text", "")
         for name, value in self.headers.items():
             if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
                 raise InvalidMessageError(
@@ -249,10 +256,11 @@ class Message:
             # Inline parts travel next to the HTML (multipart/related): keep them first, as they arrive.
             ordered = sorted(self.attachments, key=lambda a: not a.inline)
             object.__setattr__(self, "attachments", tuple(ordered))
-        if self.message_id is None:
+        given = cast("str | None", self.message_id)
+        if given is None:
             object.__setattr__(self, "message_id", f"<{uuid.uuid4().hex}@{sender.domain}>")
         else:
-            object.__setattr__(self, "message_id", _normalise_message_id(self.message_id))
+            object.__setattr__(self, "message_id", _normalise_message_id(given))
         return parsed
 
     # -- derived views ---------------------------------------------------------------------------
@@ -302,7 +310,9 @@ class Message:
 
     def to_email_message(self) -> email.message.EmailMessage:
         """The message as a stdlib :class:`email.message.EmailMessage` (without a Bcc header)."""
-        message = email.message_from_bytes(self.as_bytes(), policy=email.policy.default)
+        # Python's own messages use \n line breaks (policy.SMTP turns them into CRLF when serialised).
+        source = self.as_bytes().replace(b"\r\n", b"\n")
+        message = email.message_from_bytes(source, policy=email.policy.default)
         assert isinstance(message, email.message.EmailMessage)
         return message
 

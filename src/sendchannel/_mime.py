@@ -24,7 +24,7 @@ import email.utils
 import re
 import uuid
 from collections.abc import Iterable
-from email.header import Header
+from email.header import Header, decode_header, make_header
 from typing import TYPE_CHECKING, Any
 
 from sendchannel._address import ParsedAddress
@@ -37,7 +37,8 @@ __all__ = ["parse", "render"]
 
 CRLF = "\r\n"
 _PLAIN_WORDS = re.compile(r"[!-~]{1,70}(?: [!-~]{1,70})*")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# A display name made of RFC 5322 atoms separated by single spaces can go unquoted.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 # -- headers -------------------------------------------------------------------------------------
@@ -74,10 +75,11 @@ def _format_address(address: ParsedAddress) -> str:
     name = address.display_name
     if not name:
         return address.addr_spec
-    if name.isascii() and _plain(name) and not name.startswith('"'):
-        quoted = email.utils.quote(name)
-        special = any(ch in name for ch in '()<>[]:;@\\,."')
-        return f'"{quoted}" <{address.addr_spec}>' if special else f"{name} <{address.addr_spec}>"
+    if name.isascii():
+        if _ATOMS.fullmatch(name):
+            return f"{name} <{address.addr_spec}>"
+        return f'"{email.utils.quote(name)}" <{address.addr_spec}>'
+
     encoded = Header(name, "utf-8").encode(linesep=CRLF + " ")
     return f"{encoded} <{address.addr_spec}>"
 
@@ -97,7 +99,7 @@ def _seven_bit(text: str) -> bool:
     if not text.isascii():
         return False
     for line in text.split("\n"):
-        if len(line) > 900 or any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in line):
+        if len(line) > 900 or any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in line):
             return False
     return True
 
@@ -106,8 +108,10 @@ def _base64_lines(data: bytes) -> str:
     return base64.encodebytes(data).decode("ascii").replace("\n", CRLF).removesuffix(CRLF)
 
 
-def _text_part(text: str, subtype: str) -> list[str]:
-    if _seven_bit(text):
+def _text_part(text: str, subtype: str, *, alone: bool = False) -> list[str]:
+    # A part that ends the message gets a final CRLF from SMTP, so a 7bit body there could not be told
+    # from one with a trailing newline: base64 keeps such a body exact.
+    if _seven_bit(text) and not (alone and not text.endswith("\n")):
         body = text.replace("\n", CRLF)
         cte = "7bit"
         charset = "us-ascii"
@@ -166,6 +170,10 @@ def _content(message: Message) -> list[str]:
         if related:
             html = _multipart("related", [html, *(_attachment_part(a, True) for a in related)])
         alternatives.append(html)
+    if len(alternatives) == 1 and not mixed and not related:
+        only = message.html if message.html is not None else (message.text or "")
+        subtype = "html" if message.html is not None else "plain"
+        return _text_part(only, subtype, alone=True)
     body = alternatives[0] if len(alternatives) == 1 else _multipart("alternative", alternatives)
     if mixed:
         body = _multipart("mixed", [body, *(_attachment_part(a, a.inline) for a in mixed)])
@@ -208,15 +216,28 @@ def render(message: Message, *, bcc_header: bool = False) -> bytes:
 # -- parsing -------------------------------------------------------------------------------------
 
 
-def _addresses(message: email.message.EmailMessage, name: str) -> list[str]:
-    values = message.get_all(name) or []
+def _raw_text(value: str) -> str:
+    # Headers parsed from bytes keep undecodable bytes as surrogates: raw UTF-8 (SMTPUTF8) headers.
+    if any("\udc80" <= ch <= "\udcff" for ch in value):
+        value = value.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
+def _addresses(message: email.message.Message, name: str) -> list[str]:
+    # Read the raw header rather than the stdlib's parsed one: its phrase parser puts a space between
+    # adjacent encoded words, which RFC 2047 says to drop, so long non-ASCII names would change.
+    wanted = name.lower()
+    raws = [_raw_text(str(v)) for k, v in message.raw_items() if k.lower() == wanted]
     out: list[str] = []
-    for header in values:
-        for address in getattr(header, "addresses", ()):
-            if address.display_name:
-                out.append(f'"{email.utils.quote(address.display_name)}" <{address.addr_spec}>')
-            else:
-                out.append(address.addr_spec)
+    for display_name, addr_spec in email.utils.getaddresses(raws):
+        if not addr_spec:
+            continue
+        if "=?" in display_name:
+            display_name = str(make_header(decode_header(display_name)))
+        if display_name:
+            out.append(f'"{email.utils.quote(display_name)}" <{addr_spec}>')
+        else:
+            out.append(addr_spec)
     return out
 
 
@@ -260,7 +281,7 @@ def parse(source: email.message.Message) -> dict[str, Any]:
                 part.get_filename() or "attachment",
                 payload if isinstance(payload, bytes) else b"",
                 content_type,
-                inline=disposition == "inline" or content_id is not None and disposition is None,
+                inline=disposition == "inline" or (content_id is not None and disposition is None),
                 content_id=str(content_id) if content_id else None,
             )
         )

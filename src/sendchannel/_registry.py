@@ -50,6 +50,11 @@ def _source_of(factory: object) -> str:
     return f"{module}.{qualname}"
 
 
+def _describe(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = entry_point.dist.name if entry_point.dist is not None else "an unknown distribution"
+    return f"{entry_point.value} (entry point of {dist})"
+
+
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -57,7 +62,7 @@ def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
         if scheme in found and found[scheme].value != entry_point.value:
             raise ConfigurationError(
                 f"The URL scheme {scheme!r} is declared by two installed plugins: "
-                f"{found[scheme].value} and {entry_point.value}; uninstall one of them."
+                f"{_describe(found[scheme])} and {_describe(entry_point)}; uninstall one of them."
             )
         found[scheme] = entry_point
     return found
@@ -86,8 +91,7 @@ def register_channel(scheme: str, factory: ChannelFactory) -> None:
         plugin = _entry_points().get(key)
         if plugin is not None and not _source_of(factory).startswith(plugin.module):
             raise ConfigurationError(
-                f"The URL scheme {key!r} is declared by the installed plugin {plugin.value} "
-                f"(distribution {plugin.dist.name if plugin.dist else '?'}); "
+                f"The URL scheme {key!r} is declared by the installed plugin {_describe(plugin)}; "
                 f"{_source_of(factory)} cannot register it too. Pick another scheme name."
             )
         _factories[key] = (factory, _source_of(factory))
@@ -120,7 +124,7 @@ def _load(scheme: str) -> ChannelFactory | None:
         return None
     factory = entry_point.load()
     with _lock:
-        _factories.setdefault(scheme, (factory, f"{entry_point.value} (entry point)"))
+        _factories.setdefault(scheme, (factory, _describe(entry_point)))
         return _factories[scheme][0]
 
 
@@ -150,15 +154,19 @@ def split_url(url: str) -> urllib.parse.SplitResult:
 
 def redact_url(url: str | urllib.parse.SplitResult) -> str:
     """``url`` with its password (or a bare key in the user part of key-only URLs) replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else url
-    if "@" not in parts.netloc:
-        return urllib.parse.urlunsplit(parts._replace(query=_redact_query(parts.query)))
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, colon, _password = userinfo.partition(":")
-    userinfo = f"{user}:***" if colon else ("***" if parts.scheme in _KEY_IN_USER else user)
-    return urllib.parse.urlunsplit(
-        parts._replace(netloc=f"{userinfo}@{hostport}", query=_redact_query(parts.query))
-    )
+    try:
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else url
+    except ValueError:
+        return "<a malformed URL>"
+    netloc, query = parts.netloc, _redact_query(parts.query)
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        userinfo = f"{user}:***" if colon else ("***" if parts.scheme in _KEY_IN_USER else user)
+        netloc = f"{userinfo}@{hostport}"
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url if isinstance(url, str) else parts.geturl()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 _KEY_IN_USER = frozenset({"sparkpost"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -12,6 +12,10 @@ __all__ = ["SendResult"]
 
 def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return types.MappingProxyType(dict(value or {}))
+
+
+def _tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -31,9 +35,16 @@ class SendResult:
 
     message_id: str
     provider_id: str | None = None
-    accepted: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    accepted: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
     rejected: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_mapping, hash=False
     )
     channel: str = ""
     attempts: int = 1
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            SendResult,
+            (self.message_id, self.provider_id, self.accepted, dict(self.rejected), self.channel,
+             self.attempts),
+        )

@@ -103,13 +103,16 @@ class SendError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments need help to survive pickling (multiprocessing, logging handlers).
-        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+        state = self.__dict__.copy()
+        state["rejected"] = dict(self.rejected)
+        return (_rebuild, (type(self), self.message, state))
 
 
 def _rebuild(cls: type[SendError], message: str, state: dict[str, object]) -> SendError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)
+    error.rejected = types.MappingProxyType(dict(error.rejected))
     return error
 
 
@@ -136,7 +139,7 @@ class AuthenticationError(PermanentError):
 
 
 class SenderNotAllowedError(PermanentError):
-    """The credential may not send as this sender (checked locally from the scope, or said by the provider)."""
+    """The credential may not send as this sender (checked locally from the scope, or by the provider)."""
 
 
 class RecipientsRefusedError(PermanentError):

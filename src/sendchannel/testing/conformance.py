@@ -29,7 +29,7 @@ from sendchannel._limits import Limits
 from sendchannel._message import Message
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope
-from sendchannel.errors import InvalidMessageError, SendError, SenderNotAllowedError
+from sendchannel.errors import InvalidMessageError, SenderNotAllowedError, SendError
 
 __all__ = ["ChannelContract"]
 
@@ -60,9 +60,13 @@ class ChannelContract:
         return None
 
     def message(self, **changes: Any) -> Message:
-        fields: dict[str, Any] = {"subject": "conformance", "text": "Hello from the conformance kit."}
+        fields: dict[str, Any] = {
+            "to": [self.recipient],
+            "subject": "conformance",
+            "text": "Hello from the conformance kit.",
+        }
         fields.update(changes)
-        return Message(self.sender, [self.recipient], **fields)
+        return Message(self.sender, **fields)
 
     def _with_channel(self, body: Callable[[Channel], Awaitable[T]]) -> T:
         async def main() -> T:
@@ -74,7 +78,8 @@ class ChannelContract:
 
     def test_declares_name_scope_and_limits(self) -> None:
         channel = self.make_channel()
-        assert isinstance(channel.name, str) and channel.name
+        assert isinstance(channel.name, str)
+        assert channel.name
         assert isinstance(channel.scope, CredentialScope)
         assert isinstance(channel.limits, Limits)
         assert isinstance(channel, Channel)

@@ -1,4 +1,4 @@
-"""The pytest plugin (entry point ``pytest11``): fixtures ``fake_channel``, ``outbox`` and ``virtual_clock``."""
+"""The pytest plugin (entry point ``pytest11``): fixtures ``fake_channel``, ``outbox``, ``virtual_clock``."""
 
 from __future__ import annotations
 
