@@ -96,7 +96,7 @@ class StoreContract:
         """A new store object on the shared backend (override this)."""
         raise NotImplementedError("override make_store() to build the store under test")
 
-    # -- helpers -----------------------------------------------------------------------------------------------
+    # -- helpers ---------------------------------------------------------------------------------------------
 
     def _run(self, body: Callable[[ThrottleStore, _Time], Awaitable[T]]) -> T:
         async def main() -> T:
@@ -119,7 +119,7 @@ class StoreContract:
     def _key() -> str:
         return f"contract:{uuid.uuid4().hex}"
 
-    # -- the contract ------------------------------------------------------------------------------------------
+    # -- the contract ----------------------------------------------------------------------------------------
 
     def test_is_a_throttle_store(self) -> None:
         """The store has every method of the ThrottleStore protocol."""
@@ -204,7 +204,8 @@ class StoreContract:
         async def body(store: ThrottleStore, clock: _Time) -> None:
             key = self._key()
             now = clock.now()
-            assert (await store.reserve(key, [(messages, 1), (recipients, 9)], now=clock.now, max_wait=0)).granted
+            first = await store.reserve(key, [(messages, 1), (recipients, 9)], now=clock.now, max_wait=0)
+            assert first.granted
             refused = await store.reserve(key, [(messages, 1), (recipients, 2)], now=clock.now, max_wait=0)
             assert not refused.granted
             assert recipients == refused.limited_by
