@@ -135,7 +135,7 @@ async def test_the_ledger_holds_only_what_its_windows_hold(redis_server: RedisSe
 
     with redis_server.client() as client:
         assert 1 == client.zcard("sendchannel:{k}:0.05/messages")
-        assert b"1" == client.hget("sendchannel:{k}", "0.05/messages")
+        assert b"1" == client.hget("sendchannel:{k}", "sendchannel:{k}:0.05/messages")
 
 
 async def test_lost_sums_are_counted_again_from_the_entries(

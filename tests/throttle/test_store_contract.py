@@ -8,7 +8,7 @@ import pytest
 
 from sendchannel import MemoryStore, RedisStore, SqliteStore
 from sendchannel._throttle import ThrottleStore
-from sendchannel.testing._store_conformance import StoreContract
+from sendchannel.testing.conformance import StoreContract
 from tests.throttle.conftest import RedisServer
 
 

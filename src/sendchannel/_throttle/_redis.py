@@ -19,6 +19,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from sendchannel._limits import Rate
 from sendchannel._registry import redact_url
 from sendchannel._throttle._store import Costs, Reservation, window_name
 from sendchannel.errors import ConfigurationError, ConnectionLostError, SendError
@@ -45,41 +46,38 @@ local function number(value)
 end
 """
 
-# KEYS: sums hash, pause key, one sorted set per window.
-# ARGV: max_wait, token, then for each window: name, per, count, units.
+# KEYS: sums hash, pause key, one sorted set per window (its name is also its field in the sums hash).
+# ARGV: max_wait, token, then for each window "per count units" in one argument (fewer to encode).
 # Returns {granted (0 or 1), wait (seconds from Redis's now, as text), index of the limiting window or 0}.
 _RESERVE = _COMMON + """
 local now = clock()
 local max_wait = tonumber(ARGV[1])
 local token = ARGV[2]
 local sums = KEYS[1]
-local windows = (#ARGV - 2) / 4
+local windows = #KEYS - 2
 local start = now
 local paused = redis.call('GET', KEYS[2])
 if paused and tonumber(paused) > start then start = tonumber(paused) end
 
-local totals = {}
+local pers, counts, costs, totals = {}, {}, {}, {}
 for i = 1, windows do
   local key = KEYS[2 + i]
-  local field = ARGV[2 + 4 * (i - 1) + 1]
-  local per = tonumber(ARGV[2 + 4 * (i - 1) + 2])
-  local size = redis.call('ZCARD', key)
+  local per, count, units = string.match(ARGV[2 + i], '^(%S+) (%d+) (%d+)$')
+  per = tonumber(per)
+  pers[i], counts[i], costs[i] = per, tonumber(count), tonumber(units)
+  local expired = redis.call('ZRANGEBYSCORE', key, '-inf', number(now - per))
+  if #expired > 0 then redis.call('ZREMRANGEBYRANK', key, 0, #expired - 1) end
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   local total = 0
-  if size > 0 then
-    total = tonumber(redis.call('HGET', sums, field))
+  if #last > 0 then
+    if tonumber(last[2]) > start then start = tonumber(last[2]) end
+    total = tonumber(redis.call('HGET', sums, key))
     if total == nil then
+      -- The sums were lost (evicted): count the window again.
       total = 0
       for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do total = total + units_of(member) end
-    end
-    local expired = redis.call('ZRANGEBYSCORE', key, '-inf', number(now - per))
-    if #expired > 0 then
+    else
       for _, member in ipairs(expired) do total = total - units_of(member) end
-      redis.call('ZREMRANGEBYRANK', key, 0, #expired - 1)
-      size = size - #expired
-    end
-    if size > 0 then
-      local last = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
-      if last > start then start = last end
     end
   end
   totals[i] = total
@@ -88,23 +86,20 @@ end
 local at = start
 local limited = 0
 for i = 1, windows do
-  local key = KEYS[2 + i]
-  local per = tonumber(ARGV[2 + 4 * (i - 1) + 2])
-  local count = tonumber(ARGV[2 + 4 * (i - 1) + 3])
-  local units = tonumber(ARGV[2 + 4 * (i - 1) + 4])
-  local excess = totals[i] + units - count
+  local excess = totals[i] + costs[i] - counts[i]
   if excess > 0 then
+    local key = KEYS[2 + i]
     local free_at = nil
     local offset = 0
     while free_at == nil do
       local batch = redis.call('ZRANGE', key, offset, offset + 31, 'WITHSCORES')
       if #batch == 0 then
-        return redis.error_reply('a send of ' .. units .. ' units can never fit a window of ' .. count)
+        return redis.error_reply('a send of ' .. costs[i] .. ' units can never fit a window of ' .. counts[i])
       end
       for j = 1, #batch, 2 do
         excess = excess - units_of(batch[j])
         if excess <= 0 then
-          free_at = tonumber(batch[j + 1]) + per
+          free_at = tonumber(batch[j + 1]) + pers[i]
           break
         end
       end
@@ -121,29 +116,31 @@ if at - now > max_wait then
   return {0, number(at - now), limited}
 end
 local longest = 0
+local fields = {}
 for i = 1, windows do
   local key = KEYS[2 + i]
-  local field = ARGV[2 + 4 * (i - 1) + 1]
-  local per = tonumber(ARGV[2 + 4 * (i - 1) + 2])
-  local units = tonumber(ARGV[2 + 4 * (i - 1) + 4])
-  redis.call('ZADD', key, number(at), token .. ':' .. units)
-  redis.call('HSET', sums, field, totals[i] + units)
-  local ttl = math.ceil((at + per - now) * 1000) + 1
+  redis.call('ZADD', key, number(at), token .. ':' .. costs[i])
+  fields[#fields + 1] = key
+  fields[#fields + 1] = totals[i] + costs[i]
+  local ttl = math.ceil((at + pers[i] - now) * 1000) + 1
   redis.call('PEXPIRE', key, ttl)
   if ttl > longest then longest = ttl end
 end
-if longest > 0 then redis.call('PEXPIRE', sums, longest) end
+if windows > 0 then
+  redis.call('HSET', sums, unpack(fields))
+  redis.call('PEXPIRE', sums, longest)
+end
 return {1, number(at - now), limited}
 """
 
-# KEYS: sums hash, one sorted set per window. ARGV: for each window: name, member, units.
+# KEYS: sums hash, one sorted set per window. ARGV: for each window, the member to remove.
 _RELEASE = _COMMON + """
-for i = 1, #KEYS - 1 do
-  local field = ARGV[3 * (i - 1) + 1]
-  if redis.call('ZREM', KEYS[1 + i], ARGV[3 * (i - 1) + 2]) == 1 then
-    local total = tonumber(redis.call('HGET', KEYS[1], field))
+for i = 2, #KEYS do
+  local member = ARGV[i - 1]
+  if redis.call('ZREM', KEYS[i], member) == 1 then
+    local total = tonumber(redis.call('HGET', KEYS[1], KEYS[i]))
     if total ~= nil then
-      redis.call('HSET', KEYS[1], field, total - tonumber(ARGV[3 * (i - 1) + 3]))
+      redis.call('HSET', KEYS[1], KEYS[i], total - units_of(member))
     end
   end
 end
@@ -270,10 +267,10 @@ class RedisStore:
         """
         token = _new_token()
         keys = [self._sums_key(key), self._pause_key(key)]
-        args: list[str | float | int] = [min(max_wait, _FOREVER), token]
+        args: list[str | float] = [min(max_wait, _FOREVER), token]
         for rate, units in costs:
-            keys.append(self._window_key(key, rate.per, rate.unit))
-            args.extend((window_name(rate), repr(rate.per), rate.count, units))
+            keys.append(self._window_key(key, rate))
+            args.append(f"{rate.per!r} {rate.count} {units}")
         granted, wait, limited = await self._call(self._reserve(keys=keys, args=args))
         at = now() + float(wait)
         limited_by = costs[int(limited) - 1][0] if int(limited) else None
@@ -284,10 +281,10 @@ class RedisStore:
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""
         keys = [self._sums_key(key)]
-        args: list[str | int] = []
+        args = []
         for rate, units in costs:
-            keys.append(self._window_key(key, rate.per, rate.unit))
-            args.extend((window_name(rate), f"{token}:{units}", units))
+            keys.append(self._window_key(key, rate))
+            args.append(f"{token}:{units}")
         await self._call(self._release(keys=keys, args=args))
 
     async def pause(self, key: str, seconds: float, *, now: Callable[[], float]) -> None:
@@ -319,8 +316,8 @@ class RedisStore:
     def _pause_key(self, key: str) -> str:
         return f"{self._prefix}:{{{key}}}:pause"
 
-    def _window_key(self, key: str, per: float, unit: str) -> str:
-        return f"{self._prefix}:{{{key}}}:{per!r}/{unit}"
+    def _window_key(self, key: str, rate: Rate) -> str:
+        return f"{self._prefix}:{{{key}}}:{window_name(rate)}"
 
     async def _call(self, call: Awaitable[Any]) -> Any:
         try:

@@ -182,9 +182,14 @@ class Throttler:
         """Reserve a slot, sleep until it, and return its token."""
         clock = self.clock
         while True:
-            reservation = await self._call_store(
-                self._store.reserve(self.key, costs, now=clock.now, max_wait=self.max_wait)
-            )
+            try:
+                reservation = await self._store.reserve(
+                    self.key, costs, now=clock.now, max_wait=self.max_wait
+                )
+            except SendError as exc:
+                if exc.channel is None:
+                    exc.channel = self.name
+                raise
             if not reservation.granted:
                 raise self._too_far(reservation)
             try:

@@ -30,8 +30,9 @@ from sendchannel._message import Message
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope
 from sendchannel.errors import InvalidMessageError, SenderNotAllowedError, SendError
+from sendchannel.testing._store_conformance import StoreContract
 
-__all__ = ["ChannelContract"]
+__all__ = ["ChannelContract", "StoreContract"]
 
 T = TypeVar("T")
 
