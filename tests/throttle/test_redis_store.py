@@ -16,6 +16,7 @@ from sendchannel import (
     Limits,
     Rate,
     RedisStore,
+    ThrottledError,
     Throttler,
 )
 from sendchannel._clock import SystemClock
@@ -243,3 +244,20 @@ def test_repr_hides_the_password() -> None:
     """The store's repr shows where Redis is, with the password replaced."""
     store = RedisStore(f"redis://:{sentinels.PASSWORD}@cache.internal:6379/2")
     assert "RedisStore('redis://:***@cache.internal:6379/2', prefix='sendchannel')" == repr(store)
+
+
+async def test_a_pause_holds_on_redis_without_any_rate(redis_url: str) -> None:
+    """With no rates declared, a ThrottledError still pauses the key in Redis for its retry_after."""
+    store = RedisStore(redis_url)
+    channel = LoggingChannel()
+    throttler = Throttler(channel, store=store)
+    channel.throttle_next(0.2)
+
+    with pytest.raises(ThrottledError):
+        await throttler.send(message())
+    other = Throttler(LoggingChannel(), store=store)
+    started = time.monotonic()
+    await other.send(message())
+    await store.aclose()
+
+    assert time.monotonic() - started > 0.15

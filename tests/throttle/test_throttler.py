@@ -540,3 +540,9 @@ async def test_memory_stays_flat_once_the_windows_are_full() -> None:
         tracemalloc.stop()
     # Kept sends would take some 900 kB; a window may straddle one more 64-entry deque block.
     assert after_more <= after_first + 4_096, (after_first, after_more)
+
+
+def test_something_that_is_not_a_channel_is_refused() -> None:
+    """Throttler(obj) names what a Channel needs when obj is not one."""
+    with pytest.raises(ConfigurationError, match="Throttler wraps a Channel"):
+        Throttler(object())  # type: ignore[arg-type]

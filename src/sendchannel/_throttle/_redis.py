@@ -15,6 +15,7 @@ All of a key's Redis keys share the hash tag ``{K}``, so they live on one node o
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -178,7 +179,8 @@ class RedisStore:
         timeout: Seconds to wait for Redis to connect and answer (for a URL; a client keeps its own).
 
     Raises:
-        ConfigurationError: The URL is not a Redis URL, or a blocking ``redis.Redis`` client was given.
+        ConfigurationError: The URL is not a Redis URL, a blocking ``redis.Redis`` client was given, or
+            ``timeout`` is not a positive number.
         ImportError: The ``redis`` package is not installed (``pip install "sendchannel[redis]"``).
 
     Example::
@@ -203,6 +205,8 @@ class RedisStore:
                 'RedisStore needs the redis package; install it with: pip install "sendchannel[redis]"',
                 name=exc.name,
             ) from exc
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
+            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError(f"prefix must be a non-empty string, got {prefix!r}")
         self._prefix = prefix
@@ -289,6 +293,8 @@ class RedisStore:
 
     async def pause(self, key: str, seconds: float, *, now: Callable[[], float]) -> None:
         """Give ``key`` no slot before ``seconds`` from now (Redis's now)."""
+        if not seconds > 0:
+            return
         await self._call(self._pause(keys=[self._pause_key(key)], args=[repr(float(seconds))]))
 
     async def verify(self) -> None:

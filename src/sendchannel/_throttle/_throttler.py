@@ -71,7 +71,8 @@ class Throttler:
             ``sendchannel.testing.VirtualClock`` makes a day of throttled traffic take milliseconds.
 
     Raises:
-        ConfigurationError: ``max_wait`` is negative or not a number, or ``key`` is empty.
+        ConfigurationError: ``channel`` is not a Channel, ``max_wait`` is negative or not a number, or
+            ``key`` is empty.
     """
 
     def __init__(
@@ -84,6 +85,11 @@ class Throttler:
         max_wait: float = 60.0,
         clock: Clock | None = None,
     ) -> None:
+        if not isinstance(channel, Channel):
+            raise ConfigurationError(
+                f"Throttler wraps a Channel (an object with name, scope, limits, send, verify and aclose), "
+                f"got {type(channel).__name__}"
+            )
         if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait >= 0:
             raise ConfigurationError(
                 f"max_wait must be a number of seconds, 0 or more (math.inf for no bound), got {max_wait!r}"
@@ -193,18 +199,24 @@ class Throttler:
             if not reservation.granted:
                 raise self._too_far(reservation)
             try:
-                wait = reservation.at - clock.now()
-                while wait > _CLOSE_ENOUGH:
-                    await clock.sleep(wait)
-                    wait = reservation.at - clock.now()
+                await self._sleep_until(reservation.at)
             except BaseException:
                 # Cancelled while waiting: the slot was never used.
                 await self._give_back(costs, reservation.token)
                 raise
             if clock.now() >= self._paused_until:
                 return reservation.token
-            # The key was paused while this send waited: ask again for a slot after the pause.
+            # The key was paused while this send waited (or before the store heard of the pause): give the
+            # slot back and ask again once the pause is over.
             await self._give_back(costs, reservation.token)
+            await self._sleep_until(self._paused_until)
+
+    async def _sleep_until(self, deadline: float) -> None:
+        clock = self.clock
+        wait = deadline - clock.now()
+        while wait > _CLOSE_ENOUGH:
+            await clock.sleep(wait)
+            wait = deadline - clock.now()
 
     def _too_far(self, reservation: Reservation) -> QuotaExceededError:
         now = self.clock.now()
