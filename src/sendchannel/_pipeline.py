@@ -8,7 +8,7 @@ from typing import Any
 from sendchannel._channel import Channel
 from sendchannel._clock import Clock
 from sendchannel._limits import Limits
-from sendchannel._retry import _DEFAULT_POLICY, RetryPolicy, Retrying
+from sendchannel._retry import _DEFAULT_POLICY, Retrying, RetryPolicy
 from sendchannel.errors import ConfigurationError
 
 __all__ = ["pipeline"]
