@@ -17,8 +17,8 @@ from sendchannel import (
     QuotaExceededError,
     RecipientsRefusedError,
     RetryPolicy,
-    SendError,
     SenderNotAllowedError,
+    SendError,
     ThrottledError,
     TransientError,
 )

@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from sendchannel import Message, RetryPolicy, Retrying, SendError, SendResult, send_all
+from sendchannel import Message, Retrying, RetryPolicy, SendError, SendResult, send_all
 from sendchannel._bulk import Outcome
 from sendchannel.testing import FakeChannel
 from tests.retry.conftest import RecordingClock, message
@@ -150,3 +150,67 @@ class _SlowFake(FakeChannel):
     async def _send(self, message: Message) -> SendResult:
         await self.clock.sleep(self.delays[message.message_id])
         return await super()._send(message)
+
+
+RECIPIENTS = [f"r{n}@example.net" for n in range(5)]
+
+
+@st.composite
+def refusals(draw: st.DrawFn) -> dict[str, str]:
+    """Some recipients refused, each with a temporary or a permanent reply."""
+    refused = draw(st.lists(st.sampled_from(RECIPIENTS), unique=True, max_size=len(RECIPIENTS)))
+    replies = st.sampled_from(["452 4.5.3 Too many recipients", "450 4.2.1 busy", "550 5.1.1 unknown"])
+    return {address: draw(replies) for address in refused}
+
+
+@given(
+    first_faults=fault_sequences,
+    second_faults=fault_sequences,
+    first_refusals=refusals(),
+    second_refusals=refusals(),
+    count=st.integers(1, 4),
+    policy=st.none() | policies,
+)
+def test_failover_never_delivers_to_a_recipient_twice_and_reports_who_accepted(
+    first_faults: list[Fault],
+    second_faults: list[Fault],
+    first_refusals: dict[str, str],
+    second_refusals: dict[str, str],
+    count: int,
+    policy: RetryPolicy | None,
+) -> None:
+    from sendchannel import FailoverChannel
+
+    clock = RecordingClock()
+    first, second = FakeChannel(name="first", clock=clock), FakeChannel(name="second", clock=clock)
+    script(first, first_faults)
+    script(second, second_faults)
+    for fake, refused in ((first, first_refusals), (second, second_refusals)):
+        for address, reply in refused.items():
+            fake.reject_recipients(address, reply=reply)
+    failover = FailoverChannel([first, second], clock=clock)
+    channel = failover if policy is None else Retrying(failover, policy, clock=clock)
+    sent = message(*RECIPIENTS[:count])
+
+    outcome: SendResult | SendError
+    try:
+        outcome = asyncio.run(channel.send(sent))
+    except SendError as exc:
+        outcome = exc
+
+    def delivered(fake: FakeChannel, refused: dict[str, str]) -> list[str]:
+        """The recipients that got a copy through ``fake``: of each copy it took, those it did not refuse."""
+        return [address for copy in fake.outbox for address in copy.recipients if address not in refused]
+
+    got = delivered(first, first_refusals) + delivered(second, second_refusals)
+    ambiguous = policy is not None and policy.retry_ambiguous
+    unknown_deliveries = any(f.delivered for f in first_faults + second_faults)
+    if not ambiguous:
+        assert len(got) == len(set(got)), got
+    if isinstance(outcome, SendResult):
+        if not unknown_deliveries:
+            assert sorted(got) == sorted(outcome.accepted)
+        assert set(outcome.accepted).isdisjoint(outcome.rejected)
+        assert set(sent.recipients) == set(outcome.accepted) | set(outcome.rejected)
+    elif not unknown_deliveries:
+        assert [] == got
