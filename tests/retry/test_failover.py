@@ -354,7 +354,6 @@ async def test_after_a_partial_refusal_only_recipients_refused_for_now_go_to_the
     assert {"dave@example.net": "office365: 550 5.1.1 User unknown"} == dict(result.rejected)
     assert "office365+sparkpost" == result.channel
     assert 2 == result.attempts
-    assert [office.outbox, sparkpost.outbox] != [[], []]
     assert result.provider_id is not None
     assert 2 == len(result.provider_id.split(","))
 
