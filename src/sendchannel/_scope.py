@@ -204,7 +204,13 @@ class _ScopeUnion(CredentialScope):
     def covers(self, other: CredentialScope) -> bool:
         """Whether every sender ``other`` allows is allowed by some part."""
         others = other.parts if isinstance(other, _ScopeUnion) else (other,)
-        return all(any(part.covers(piece) for part in self.parts) for piece in others)
+        # Each identity on its own: two of them may be covered by different parts.
+        atoms = [
+            piece if piece.kind is ScopeKind.UNRESTRICTED else CredentialScope(piece.kind, (identity,))
+            for piece in others
+            for identity in (piece.identities or ("",))
+        ]
+        return all(any(part.covers(atom) for part in self.parts) for atom in atoms)
 
     def explain(self, sender: str) -> str:
         """Why ``sender`` is covered (by the first part that covers it), or why no part covers it."""
