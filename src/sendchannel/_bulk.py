@@ -190,6 +190,10 @@ async def send_all(
             if outcomes[index] is None:
                 settle(index, Outcome(items[index], "skipped"))
         raise
+    for task in workers:
+        failure = task.exception()
+        if failure is not None:  # pragma: no cover - send_one settles every exception it can catch
+            raise failure
     return BulkReport(outcome for outcome in outcomes if outcome is not None)
 
 
