@@ -55,13 +55,9 @@ def pipeline(
     """
     if throttle:
         throttling = importlib.import_module("sendchannel._throttle")
-        channel = throttling.Throttler(
-            channel,
-            store=store if store is not None else throttling.MemoryStore(),
-            limits=limits,
-            max_wait=max_wait,
-            clock=clock,
-        )
+        # Without a store the throttler makes (and owns, and closes) its own MemoryStore.
+        shared = {} if store is None else {"store": store}
+        channel = throttling.Throttler(channel, limits=limits, max_wait=max_wait, clock=clock, **shared)
     else:
         unused = [
             name
