@@ -63,7 +63,10 @@ def _reason(error: SendError, recipient: str, channel: str) -> str:
 
 
 class _Progress:
-    """What one send through the failover has achieved so far (recipients keyed by lower-cased address)."""
+    """What one send through the failover has achieved so far.
+
+    Recipients are kept in the form the message gives them, whatever case a channel reports them in.
+    """
 
     def __init__(self, message: Message) -> None:
         self.message = message
@@ -134,7 +137,7 @@ class FailoverChannel:
     the message, the send *succeeds*: later failures for the others, transient or not, are reported in
     ``SendResult.rejected`` rather than raised, because an error would invite a retry of the whole
     message, and the accepted recipients would get it twice. The one exception is a
-    DeliveryUnknownError, raised as is (its text says which recipients had accepted).
+    DeliveryUnknownError, which is raised, its text naming the recipients that had accepted.
 
     The scope is the union of the channels' scopes. The limits have no rates (put a
     :class:`~sendchannel.Throttler` around each channel: each has its own budget), and the per-message
