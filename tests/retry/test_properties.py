@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -214,3 +215,35 @@ def test_failover_never_delivers_to_a_recipient_twice_and_reports_who_accepted(
         assert set(sent.recipients) == set(outcome.accepted) | set(outcome.rejected)
     elif not unknown_deliveries:
         assert [] == got
+
+
+@given(
+    faults=fault_sequences,
+    policy=policies,
+    latency=st.floats(0.0, 5.0),
+    cancel_at=st.floats(0.0, 200.0),
+)
+def test_a_send_cancelled_at_any_moment_stops_at_once_and_never_tries_again(
+    faults: list[Fault], policy: RetryPolicy, latency: float, cancel_at: float
+) -> None:
+    clock = RecordingClock()
+    fake = FakeChannel(clock=clock, latency=latency)
+    script(fake, faults)
+    channel = Retrying(fake, policy, clock=clock)
+
+    async def main() -> tuple[bool, int]:
+        task = asyncio.create_task(channel.send(message()))
+        await clock.sleep(cancel_at)
+        attempts_so_far = len(fake.attempts)
+        if not task.cancel():
+            return False, attempts_so_far
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancel_at == clock.now()  # at once: no virtual time passed
+        await clock.sleep(1_000.0)  # long enough for any backoff the cancelled task might have left
+        return True, attempts_so_far
+
+    cancelled, attempts_so_far = asyncio.run(main())
+    if cancelled:
+        assert attempts_so_far == len(fake.attempts)
+        assert len(fake.outbox) <= sum(fault.delivered for fault in faults)
