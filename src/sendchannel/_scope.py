@@ -8,7 +8,7 @@ import attrs
 
 from sendchannel._address import idna_domain, try_parse_address
 
-__all__ = ["CredentialScope", "ScopeKind"]
+__all__ = ["CredentialScope", "ScopeKind", "union_of"]
 
 
 class ScopeKind(enum.Enum):
@@ -119,6 +119,8 @@ class CredentialScope:
         """Whether every sender that ``other`` allows is allowed here too."""
         if self.kind is ScopeKind.UNRESTRICTED:
             return True
+        if isinstance(other, _ScopeUnion):
+            return all(self.covers(part) for part in other.parts)
         if other.kind is ScopeKind.UNRESTRICTED:
             return False
         if other.kind is ScopeKind.PER_ADDRESS:
@@ -174,3 +176,83 @@ class CredentialScope:
         if self.kind is ScopeKind.UNRESTRICTED:
             return "unrestricted"
         return f"{self.kind.value}: {', '.join(self.identities)}"
+
+
+@attrs.frozen
+class _ScopeUnion(CredentialScope):
+    """The senders any of several scopes allows, when they are of different kinds.
+
+    Built by :func:`union_of` for a :class:`~sendchannel.FailoverChannel` over, say, an Office 365
+    mailbox (per-address) and SparkPost (per-domain). It reports the most restrictive kind among its
+    parts (so ``shareable`` is False when any part belongs to one mailbox), and ``identities`` lists every
+    part's identities.
+    """
+
+    parts: tuple[CredentialScope, ...] = attrs.field(kw_only=True)
+    # The parts do the matching; nothing to normalise here (and the identities mix addresses and domains).
+    _keys: frozenset[str] = attrs.field(init=False, eq=False, repr=False, factory=frozenset)
+
+    @property
+    def shareable(self) -> bool:
+        """Whether every part may be shared by a team."""
+        return all(part.shareable for part in self.parts)
+
+    def allows(self, sender: str) -> bool:
+        """Whether any part allows ``sender``."""
+        return any(part.allows(sender) for part in self.parts)
+
+    def covers(self, other: CredentialScope) -> bool:
+        """Whether every sender ``other`` allows is allowed by some part."""
+        others = other.parts if isinstance(other, _ScopeUnion) else (other,)
+        # Each identity on its own: two of them may be covered by different parts.
+        atoms = [
+            piece if piece.kind is ScopeKind.UNRESTRICTED else CredentialScope(piece.kind, (identity,))
+            for piece in others
+            for identity in (piece.identities or ("",))
+        ]
+        return all(any(part.covers(atom) for part in self.parts) for atom in atoms)
+
+    def explain(self, sender: str) -> str:
+        """Why ``sender`` is covered (by the first part that covers it), or why no part covers it."""
+        for part in self.parts:
+            if part.allows(sender):
+                return part.explain(sender)
+        parsed = try_parse_address(sender)
+        if parsed is None:
+            return self.parts[0].explain(sender)
+        return (
+            f"None of the credentials may send as {parsed.addr_spec} ({self}); send from an address one "
+            "of them covers, or add a channel whose credential covers this sender."
+        )
+
+    def __str__(self) -> str:
+        return " + ".join(str(part) for part in self.parts)
+
+
+_RESTRICTIVENESS = (ScopeKind.PER_ADDRESS, ScopeKind.PER_DOMAIN, ScopeKind.UNRESTRICTED)
+
+
+def union_of(scopes: tuple[CredentialScope, ...] | list[CredentialScope]) -> CredentialScope:
+    """The scope that allows every sender any of ``scopes`` allows.
+
+    Scopes of one kind merge into one plain scope of that kind; an unrestricted scope swallows the rest;
+    scopes of different kinds become a union that asks each part in turn.
+
+    Raises:
+        ValueError: When ``scopes`` is empty.
+    """
+    flat: list[CredentialScope] = []
+    for scope in scopes:
+        flat.extend(scope.parts if isinstance(scope, _ScopeUnion) else (scope,))
+    if not flat:
+        raise ValueError("a union of scopes needs at least one scope")
+    providers = {scope.provider for scope in flat}
+    provider = providers.pop() if len(providers) == 1 else None
+    if any(scope.kind is ScopeKind.UNRESTRICTED for scope in flat):
+        return CredentialScope.unrestricted(provider=provider)
+    kinds = {scope.kind for scope in flat}
+    identities = tuple(identity for scope in flat for identity in scope.identities)
+    if len(kinds) == 1:
+        return CredentialScope(kinds.pop(), identities, provider=provider)
+    kind = min(kinds, key=_RESTRICTIVENESS.index)
+    return _ScopeUnion(kind, identities, provider=provider, parts=tuple(flat))

@@ -13,7 +13,8 @@ With pytest, the ``fake_channel`` and ``outbox`` fixtures are there without any 
 registered through the ``pytest11`` entry point); ``fake_channel`` is also what ``memory://`` URLs give.
 """
 
+from sendchannel._retry import is_testing, set_testing
 from sendchannel.testing._clock import VirtualClock
 from sendchannel.testing._fake import FakeChannel, memory_channel
 
-__all__ = ["FakeChannel", "VirtualClock", "memory_channel"]
+__all__ = ["FakeChannel", "VirtualClock", "is_testing", "memory_channel", "set_testing"]
