@@ -214,7 +214,6 @@ def rule(
 
 
 _S = Stage
-_ENVELOPE = (_S.MAIL, _S.RCPT, _S.DATA, _S.MESSAGE)
 
 #: The rules for any SMTP server (RFC 5321 and RFC 3463), with the Gmail and Office 365 replies that break
 #: the 4xx/5xx rule. Order matters: the first match wins.
@@ -224,6 +223,7 @@ SMTP_RULES: tuple[ReplyRule, ...] = (
         QuotaExceededError,
         "{server} says the daily sending limit is spent ({reply}). Gmail counts it over a rolling 24 "
         "hours: send again later, or spread the mail over more accounts or a bulk provider.",
+        code="5xx",
         enhanced="5.4.5",
         text=r"daily|quota|limit",
     ),
@@ -231,6 +231,7 @@ SMTP_RULES: tuple[ReplyRule, ...] = (
         QuotaExceededError,
         "{server} says the mailbox has used its recipient quota ({reply}); Office 365 allows 10,000 "
         "recipients in any 24 hours. Send again once the window has moved on, or use a bulk provider.",
+        code="5xx",
         enhanced="5.2.0",
         text=r"SubmissionQuotaExceeded",
     ),
@@ -399,6 +400,14 @@ SMTP_RULES: tuple[ReplyRule, ...] = (
         stages=(_S.MAIL,),
     ),
     rule(
+        MessageRejectedError,
+        "{server} did not understand MAIL FROM for {sender} ({reply}); the server may not support an "
+        "extension the message needs.",
+        code="5xx",
+        enhanced="5.5.*",
+        stages=(_S.MAIL,),
+    ),
+    rule(
         SenderNotAllowedError,
         "{server} refused the sender {sender} ({reply}); the credential may not send as this address. "
         "Send from an address the account owns, or ask the server's owner to allow it.",
@@ -468,7 +477,9 @@ def classify_reply(
     enhanced: tuple[int, int, int] | None = None
     if enhanced_text is not None:
         match = _ENHANCED_RE.fullmatch(enhanced_text)
-        if match is not None:
+        # RFC 3463: the class of the enhanced code repeats the first digit of the reply code; one that
+        # does not is not trusted.
+        if match is not None and str(reply.code).startswith(match[1]):
             enhanced = (int(match[1]), int(match[2]), int(match[3]))
     chosen = next(
         (candidate for candidate in rules if candidate.matches(reply, enhanced, stage, context)),
@@ -494,7 +505,7 @@ def classify_reply(
 _QUEUE_ID_PATTERNS = (
     re.compile(r"queued as ([A-Za-z0-9._-]+)", re.IGNORECASE),  # Postfix, aiosmtpd sinks
     re.compile(r"\bid=([A-Za-z0-9._-]+)", re.IGNORECASE),  # Exim
-    re.compile(r"^(?:2\.\d\.\d )?OK \d+ ([A-Za-z0-9._-]+) - gsmtp"),  # Gmail
+    re.compile(r"\bOK\s+\d+\s+([A-Za-z0-9._-]+)\s+-\s+gsmtp"),  # Gmail
     re.compile(r"InternalId=(\d+)"),  # Exchange Online
     re.compile(r"\bqueued\s+([A-Za-z0-9]{6,})", re.IGNORECASE),
 )

@@ -101,7 +101,8 @@ OFFICE365_RULES: tuple[ReplyRule, ...] = (
         SenderNotAllowedError,
         "Office 365 does not let {username} send as {sender} ({reply}); grant the mailbox the Send As "
         "permission for that address in the Exchange admin center, or send from {username}.",
-        text=r"SendAsDenied",
+        code="5xx",
+        text=r"SendAsDenied|permissions? to send as",
     ),
     rule(
         QuotaExceededError,
