@@ -480,6 +480,8 @@ class Script:
     rset: Actions = "250 2.0.0 Ok"
     noop: Actions = "250 2.0.0 Ok"
     quit: Actions = "221 2.0.0 Bye"
+    #: After answering DATA with 354, read the message (False: stop reading, as a stuck server would).
+    read_data: bool = True
     uses: dict[str, int] = field(default_factory=dict)
 
 
@@ -584,6 +586,7 @@ class ScriptedServer(_Runnable):
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         tls_active = self.tls == "implicit"
+        mail_ok = rcpt_ok = False  # as a real server, refuse RCPT without MAIL and DATA without RCPT
         if not await self._answer(writer, self.action("greeting")):
             return
         while True:
@@ -620,13 +623,23 @@ class ScriptedServer(_Runnable):
                         self.commands.append((await reader.readline()).decode().rstrip("\r\n"))
             elif verb == "MAIL":
                 action = self.action("mail")
+                mail_ok = isinstance(action, str) and action.startswith("2")
+                rcpt_ok = False
             elif verb == "RCPT":
-                address = text.partition(":")[2].strip().split(" ")[0].strip("<>")
-                action = self.action("rcpt", address)
+                if not mail_ok:
+                    action = "503 5.5.1 Error: need MAIL command"
+                else:
+                    address = text.partition(":")[2].strip().split(" ")[0].strip("<>")
+                    action = self.action("rcpt", address)
+                    rcpt_ok = rcpt_ok or (isinstance(action, str) and action.startswith("2"))
             elif verb == "DATA":
-                action = self.action("data")
+                action = self.action("data") if rcpt_ok else "554 5.5.1 Error: no valid recipients"
+                mail_ok = rcpt_ok = False
                 if isinstance(action, str) and action.startswith("354"):
                     if not await self._answer(writer, action):
+                        return
+                    if not self.script.read_data:
+                        await self._stopping.wait()
                         return
                     body = bytearray()
                     while True:
@@ -640,6 +653,7 @@ class ScriptedServer(_Runnable):
                     action = self.action("message")
             elif verb == "RSET":
                 action = self.action("rset")
+                mail_ok = rcpt_ok = False
             elif verb == "NOOP":
                 action = self.action("noop")
             elif verb == "QUIT":

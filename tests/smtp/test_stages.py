@@ -7,11 +7,13 @@ server may have taken the message.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import pytest
 
 from sendchannel import (
+    Attachment,
     AuthenticationError,
     ConnectionLostError,
     DeliveryUnknownError,
@@ -136,18 +138,49 @@ async def test_a_drop_after_the_end_of_data_may_have_delivered(
     assert 1 == len(server.messages)
 
 
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        (("PIPELINING", "8BITMIME"), ["MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA", "QUIT"]),
+        (("8BITMIME",), ["MAIL", "RSET", "MAIL", "RCPT", "DATA", "QUIT"]),
+    ],
+    ids=["pipelining", "one-command-at-a-time"],
+)
 async def test_a_refusal_at_mail_from_resets_the_envelope_and_keeps_the_connection(
-    certificates: Certificates, client_tls: ssl.SSLContext
+    extensions: tuple[str, ...], expected: list[str]
 ) -> None:
-    script = Script(mail=["550 5.7.1 Sender rejected", "250 2.1.0 Ok"])
-    async with ScriptedServer(script, certificates=certificates, tls="starttls") as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls_context=client_tls) as channel:
+    script = Script(mail=["550 5.7.1 Sender rejected", "250 2.1.0 Ok"], extensions=extensions)
+    async with ScriptedServer(script) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
             with pytest.raises(SenderNotAllowedError, match="app@example.com"):
                 await channel.send(Message("app@example.com", ["bob@example.net"], text="hi\n"))
             await channel.send(Message("app@example.com", ["bob@example.net"], text="hi\n"))
     verbs = [command.split(" ")[0] for command in server.commands]
-    assert ["MAIL", "RSET", "MAIL", "RCPT", "DATA", "QUIT"] == verbs[verbs.index("MAIL") :]
+    assert expected == verbs[verbs.index("MAIL") :]
     assert 1 == server.connections
+
+
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ()], ids=["pipelining", "one-at-a-time"])
+async def test_partial_refusal_is_read_right_with_and_without_pipelining(extensions: tuple[str, ...]) -> None:
+    script = Script(rcpt={"x@example.net": "550 5.1.1 no such user", "*": "250 2.1.5 Ok"}, extensions=extensions)
+    async with ScriptedServer(script) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
+            result = await channel.send(
+                Message("app@example.com", ["a@example.net", "x@example.net", "b@example.net"], text="hi\n")
+            )
+    assert ("a@example.net", "b@example.net") == result.accepted
+    assert {"x@example.net": "550 5.1.1 no such user"} == dict(result.rejected)
+    assert 1 == len(server.messages)
+
+
+async def test_without_pipelining_data_is_not_sent_when_every_recipient_is_refused() -> None:
+    script = Script(rcpt="550 5.1.1 no such user", extensions=("8BITMIME",))
+    async with ScriptedServer(script) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
+            with pytest.raises(RecipientsRefusedError):
+                await channel.send(Message("app@example.com", ["x@example.net", "y@example.net"], text="hi\n"))
+    verbs = [command.split(" ")[0] for command in server.commands]
+    assert ["MAIL", "RCPT", "RCPT", "RSET", "QUIT"] == verbs[verbs.index("MAIL") :]
 
 
 async def test_a_421_closes_that_connection_and_the_next_send_opens_another(
@@ -179,3 +212,35 @@ async def test_helo_is_used_when_a_plaintext_server_has_no_ehlo() -> None:
         async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
             await channel.send(Message("app@example.com", ["bob@example.net"], text="hi\n"))
     assert ["EHLO", "HELO", "MAIL"] == [c.split(" ")[0] for c in server.commands[:3]]
+
+
+async def test_a_server_that_stops_reading_the_message_times_out_as_not_sent() -> None:
+    """The end of DATA never left the client, so the server cannot have taken the message."""
+    big = Message("app@example.com", ["bob@example.net"], text="hi\n",
+                  attachments=[Attachment("big.bin", bytes(range(256)) * 80_000)])
+    async with ScriptedServer(Script(read_data=False, extensions=("PIPELINING",))) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none", timeout=TIMEOUT) as channel:
+            with pytest.raises(ConnectionLostError, match="did not answer DATA within"):
+                await channel.send(big)
+
+
+async def test_a_large_message_is_sent_in_full() -> None:
+    big = Message("app@example.com", ["bob@example.net"], text="hi\n",
+                  attachments=[Attachment("big.bin", bytes(range(256)) * 40_000)])
+    async with ScriptedServer(Script(extensions=("PIPELINING", "SIZE 50000000"))) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none", timeout=5) as channel:
+            await channel.send(big)
+    assert big.as_bytes() == server.messages[0]
+
+
+async def test_a_send_cancelled_mid_transaction_does_not_spoil_the_next() -> None:
+    script = Script(mail=[STALL, "250 2.1.0 Ok"])
+    async with ScriptedServer(script) as server:
+        async with SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1) as channel:
+            task = asyncio.ensure_future(channel.send(Message("app@example.com", ["bob@example.net"], text="1\n")))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await channel.send(Message("app@example.com", ["bob@example.net"], text="2\n"))
+    assert (2, 1) == (server.connections, len(server.messages))

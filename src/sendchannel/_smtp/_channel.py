@@ -22,7 +22,7 @@ from sendchannel._smtp._session import (
     open_connection,
     transact,
 )
-from sendchannel.errors import ConfigurationError
+from sendchannel.errors import ConfigurationError, SendError
 
 __all__ = ["SmtpChannel", "TlsMode"]
 
@@ -242,7 +242,12 @@ class SmtpChannel(BaseChannel):
                 if attempt == 2:
                     raise stale.error from None
                 continue
+            except SendError:
+                pool.release(connection)  # the transaction left it usable, or closed it
+                raise
             except BaseException:
+                # Cancelled (or worse) in the middle of a transaction: its state is unknown.
+                connection.close()
                 pool.release(connection)
                 raise
             pool.release(connection)

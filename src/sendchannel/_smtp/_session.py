@@ -32,6 +32,7 @@ from sendchannel._smtp._classify import (
     classify_reply,
     queue_id,
 )
+from sendchannel._smtp._wire import ConnectionGone, ReplyReader
 from sendchannel.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -240,7 +241,10 @@ class StaleConnection(Exception):
 
 
 class Connection:
-    """One open, authenticated SMTP connection, with what the server advertised."""
+    """One open, authenticated SMTP connection, with what the server advertised.
+
+    aiosmtplib opened it; from the first transaction on, a :class:`ReplyReader` carries its replies.
+    """
 
     __slots__ = (
         "broken",
@@ -250,40 +254,51 @@ class Connection:
         "max_size",
         "messages",
         "opened",
+        "pipelining",
+        "reader",
         "size_extension",
-        "smtp",
         "smtputf8",
     )
 
-    def __init__(self, smtp: aiosmtplib.SMTP) -> None:
-        self.smtp = smtp
+    def __init__(self, reader: ReplyReader, extensions: dict[str, str]) -> None:
+        self.reader = reader
         self.opened = self.last_used = time.monotonic()
         self.messages = 0
         self.broken = False
         self.idle_handle: asyncio.TimerHandle | None = None
-        extensions = smtp.esmtp_extensions
         size = extensions.get("size", "")
         self.size_extension = "size" in extensions
         self.max_size = int(size) if size.isdigit() and int(size) > 0 else None
         self.smtputf8 = "smtputf8" in extensions
         self.eight_bit = "8bitmime" in extensions
+        self.pipelining = "pipelining" in extensions
+
+    @classmethod
+    def take_over(cls, smtp: aiosmtplib.SMTP) -> Connection:
+        """Move a connected, authenticated aiosmtplib client's transport to a ReplyReader."""
+        transport = smtp.transport
+        assert isinstance(transport, asyncio.Transport)
+        reader = ReplyReader(transport)
+        transport.set_protocol(reader)
+        return cls(reader, dict(smtp.esmtp_extensions))
 
     @property
     def usable(self) -> bool:
         """Whether another transaction may run on it."""
-        return not self.broken and self.smtp.is_connected
+        return not self.broken and self.reader.open
 
     def close(self) -> None:
         """Drop the connection without QUIT."""
         self.broken = True
         with contextlib.suppress(RuntimeError):  # the event loop it belonged to is closed
-            self.smtp.close()
+            self.reader.close()
 
     async def quit(self, wait: float) -> None:
         """Say QUIT (waiting at most ``wait`` seconds for the reply) and close; failures only close."""
         if self.usable:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await self.smtp.quit(timeout=wait)
+            with contextlib.suppress(OSError):
+                self.reader.write(b"QUIT\r\n")
+                await self.reader.reply(wait)
         self.close()
 
 
@@ -361,7 +376,7 @@ async def _open(endpoint: Endpoint, *, fresh_token: bool) -> Connection:
     except BaseException:
         smtp.close()
         raise
-    return Connection(smtp)
+    return Connection.take_over(smtp)
 
 
 async def _starttls(smtp: aiosmtplib.SMTP, endpoint: Endpoint) -> None:
@@ -452,14 +467,27 @@ def _data_payload(data: bytes) -> bytes:
 async def _reset(connection: Connection, wait: float) -> None:
     # Clear the envelope so the connection can serve the next message; drop it if that fails.
     if not connection.usable:
+        connection.close()
         return
     try:
-        reply = await connection.smtp.execute_command(b"RSET", timeout=wait)
-    except (aiosmtplib.SMTPException, OSError):
+        connection.reader.write(b"RSET\r\n")
+        code, _ = await connection.reader.reply(wait)
+    except OSError:
         connection.close()
         return
-    if not 200 <= reply.code < 300:
+    if not 200 <= code < 300:
         connection.close()
+
+
+def _ok(code: int) -> bool:
+    return 200 <= code < 300
+
+
+def _stage_of(index: int, recipients: int) -> Stage:
+    """The stage the ``index``-th reply of a transaction answers (MAIL, the RCPTs, then DATA)."""
+    if index == 0:
+        return Stage.MAIL
+    return Stage.RCPT if index <= recipients else Stage.DATA
 
 
 async def transact(
@@ -467,12 +495,14 @@ async def transact(
 ) -> SendResult:
     """Send one message on ``connection``: MAIL, RCPT for each recipient, DATA, the message.
 
+    With PIPELINING, MAIL, the RCPTs and DATA go in one write and their replies are read afterwards.
+
     Raises:
-        StaleConnection: A reused connection was found closed at MAIL FROM (nothing was sent).
+        StaleConnection: A reused connection turned out dead at MAIL FROM (nothing was sent).
         SendError: Classified from the reply or the failure.
     """
-    smtp = connection.smtp
     sender = message.sender_address
+    recipients = message.recipients
     utf8 = message.needs_smtputf8
     size = len(data)
     if connection.max_size is not None and size > connection.max_size:
@@ -490,81 +520,111 @@ async def transact(
             channel=endpoint.channel,
         )
     encoding = "utf-8" if utf8 else "ascii"
-    options: list[bytes] = []
+    mail = b"MAIL FROM:<" + sender.encode(encoding) + b">"
     if connection.size_extension:
-        options.append(b"SIZE=%d" % size)
+        mail += b" SIZE=%d" % size
     if utf8:
-        options.append(b"SMTPUTF8")
+        mail += b" SMTPUTF8"
         if connection.eight_bit:
-            options.append(b"BODY=8BITMIME")
+            mail += b" BODY=8BITMIME"
+    commands = [mail + b"\r\n"]
+    commands.extend(b"RCPT TO:<" + r.encode(encoding) + b">\r\n" for r in recipients)
+    commands.append(b"DATA\r\n")
+    reader = connection.reader
     timeout = endpoint.timeout
     connection.messages += 1
+    reused = connection.messages > 1
+    replies: list[tuple[int, str]] = []
     stage = Stage.MAIL
     try:
-        reply = await smtp.execute_command(
-            b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options, timeout=timeout
-        )
-        if not 200 <= reply.code < 300:
-            error = endpoint.refused(reply.code, reply.message, stage, sender)
-            await _reset(connection, timeout)
-            raise error
-        stage = Stage.RCPT
-        accepted: list[str] = []
-        rejected: dict[str, str] = {}
-        for recipient in message.recipients:
-            reply = await smtp.execute_command(
-                b"RCPT", b"TO:<" + recipient.encode(encoding) + b">", timeout=timeout
-            )
-            if 200 <= reply.code < 300:
-                accepted.append(recipient)
-            elif reply.code in _SESSION_REPLIES or not smtp.is_connected:
-                error = endpoint.refused(reply.code, reply.message, stage, sender)
-                await _reset(connection, timeout)
-                raise error
+        if connection.pipelining:
+            reader.write(b"".join(commands))
+            while len(replies) < len(commands):
+                stage = _stage_of(len(replies), len(recipients))
+                replies.append(await reader.reply(timeout))
+                if replies[-1][0] == 421:
+                    break  # the server is closing: no more replies will come
+        else:
+            while len(replies) < len(commands) and _worth_going_on(replies, len(recipients)):
+                stage = _stage_of(len(replies), len(recipients))
+                reader.write(commands[len(replies)])
+                replies.append(await reader.reply(timeout))
+        error = _envelope_error(endpoint, sender, recipients, replies)
+        if error is not None:
+            if reused and replies[0][0] == 421:
+                # A 421 to the first command on a reused connection is usually the server's idle
+                # timeout arriving late: nothing was sent, so a fresh connection is worth a try.
+                connection.close()
+                raise StaleConnection(error)
+            if len(replies) == len(commands) and replies[-1][0] == 354:
+                connection.close()  # DATA was accepted although the envelope failed: out of step
+            elif any(code == 421 or code < 0 for code, _ in replies):
+                connection.close()
             else:
-                rejected[recipient] = str(endpoint.reply(reply.code, reply.message))
-        if not accepted:
-            await _reset(connection, timeout)
-            raise all_refused_error(rejected, channel=endpoint.channel)
+                await _reset(connection, timeout)
+            raise error
+        # Until the last byte is out of our hands the server cannot have the end of DATA: a failure
+        # while sending is still "not sent" (Stage.DATA); only waiting for the reply is ambiguous.
         stage = Stage.DATA
-        reply = await smtp.execute_command(b"DATA", timeout=timeout)
-        if reply.code != 354:
-            error = endpoint.refused(reply.code, reply.message, stage, sender)
-            if 200 <= reply.code < 400:
-                connection.close()  # out of step with the server
-            else:
-                await _reset(connection, timeout)
-            raise error
-        protocol = smtp.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-        payload = _data_payload(data)
+        await reader.send(_data_payload(data), timeout)
         stage = Stage.MESSAGE
-        protocol.write(payload)
-        reply = await protocol.read_response(timeout=timeout)
-    except _LOST as exc:
+        code, text = await reader.reply(timeout)
+    except (OSError, TimeoutError) as exc:
         connection.close()
-        error = endpoint.lost(stage, exc)
-        if (
-            stage is Stage.MAIL
-            and connection.messages > 1
-            and isinstance(exc, aiosmtplib.SMTPServerDisconnected)
-        ):
-            raise StaleConnection(error) from exc
-        raise error from exc
-    except aiosmtplib.SMTPResponseException as exc:
-        # A reply that could not be read (-1): the connection is out of step with the server.
-        connection.close()
-        raise endpoint.refused(exc.code, exc.message, stage, sender) from None
-    if not 200 <= reply.code < 300:
-        if reply.code == 421 or not 400 <= reply.code < 600:
+        lost = endpoint.lost(stage, exc)
+        if reused and not replies and isinstance(exc, ConnectionGone):
+            raise StaleConnection(lost) from exc
+        raise lost from exc
+    if not _ok(code):
+        if code == 421 or code < 0:
             connection.close()
-        raise endpoint.refused(reply.code, reply.message, Stage.MESSAGE, sender)
-    text = endpoint.redact(reply.message)
+        raise endpoint.refused(code, text, Stage.MESSAGE, sender)
+    rcpt_replies = zip(recipients, replies[1:-1], strict=True)
+    accepted: list[str] = []
+    rejected: dict[str, str] = {}
+    for recipient, (rcpt_code, rcpt_text) in rcpt_replies:
+        if _ok(rcpt_code):
+            accepted.append(recipient)
+        else:
+            rejected[recipient] = str(endpoint.reply(rcpt_code, rcpt_text))
     return SendResult(
         message_id=message.message_id,
-        provider_id=queue_id(text),
+        provider_id=queue_id(endpoint.redact(text)),
         accepted=tuple(accepted),
         rejected=rejected,
         channel=endpoint.channel,
     )
+
+
+def _worth_going_on(replies: list[tuple[int, str]], recipients: int) -> bool:
+    """Without pipelining: whether to send the next command after these replies."""
+    if not replies:
+        return True
+    code = replies[-1][0]
+    if len(replies) == 1:
+        return _ok(code)
+    if code in _SESSION_REPLIES or code < 0:
+        return False
+    if len(replies) == recipients + 1:  # every RCPT answered: DATA only if one was accepted
+        return any(_ok(c) for c, _ in replies[1:])
+    return True
+
+
+def _envelope_error(
+    endpoint: Endpoint, sender: str, recipients: Sequence[str], replies: list[tuple[int, str]]
+) -> SendError | None:
+    """The error for the replies to MAIL, the RCPTs and DATA, or None when the message may follow."""
+    code, text = replies[0]
+    if not _ok(code):
+        return endpoint.refused(code, text, Stage.MAIL, sender)
+    rcpt_replies = replies[1 : 1 + len(recipients)]
+    for code, text in rcpt_replies:
+        if code in _SESSION_REPLIES or code < 0:
+            return endpoint.refused(code, text, Stage.RCPT, sender)
+    if not any(_ok(code) for code, _ in rcpt_replies):
+        refused = {r: str(endpoint.reply(c, t)) for r, (c, t) in zip(recipients, rcpt_replies, strict=True)}
+        return all_refused_error(refused, channel=endpoint.channel)
+    code, text = replies[1 + len(recipients)]
+    if code != 354:
+        return endpoint.refused(code, text, Stage.DATA, sender)
+    return None
