@@ -9,7 +9,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 class Discard:
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return "250 2.0.0 Ok: queued"
 
 

@@ -43,10 +43,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-import aiosmtplib  # noqa: E402
-from _smtp_servers import HOST, aiosmtpd_sink, find_postfix_tool, smtp_sink  # noqa: E402
+import aiosmtplib
+from _smtp_servers import HOST, aiosmtpd_sink, find_postfix_tool, smtp_sink
 
-from sendchannel import Message, SmtpChannel  # noqa: E402
+from sendchannel import Message, SmtpChannel
 
 LOCAL_HOSTNAME = "bench.localhost"
 SENDER = "Shop <shop@example.com>"
@@ -118,7 +118,7 @@ async def _workers(count: int, items: list[object], work: Callable[[object], obj
 
     async def worker() -> None:
         for item in iterator:
-            await work(item)  # type: ignore[misc]
+            await work(item)
 
     await asyncio.gather(*(worker() for _ in range(count)))
 
@@ -128,7 +128,7 @@ def run_smtpchannel(port: int, messages: list[Message], pool: int) -> Clock:
         channel = SmtpChannel(HOST, port, tls="none", pool_size=pool, local_hostname=LOCAL_HOSTNAME,
                               recycle_after=None)
         with Clock() as clock:
-            await _workers(pool, list(messages), channel.send)  # type: ignore[arg-type]
+            await _workers(pool, list(messages), channel.send)
         await channel.aclose()
         return clock
 
@@ -239,7 +239,9 @@ def bench_mime(count: int) -> list[tuple[str, float]]:
     started = time.perf_counter()
     for message in make_messages(count):
         message.as_bytes()
-    results.append(("sendchannel Message(...) + as_bytes() (build and render)", time.perf_counter() - started))
+    results.append(
+        ("sendchannel Message(...) + as_bytes() (build and render)", time.perf_counter() - started)
+    )
 
     started = time.perf_counter()
     for message in messages:
@@ -254,7 +256,8 @@ def bench_mime(count: int) -> list[tuple[str, float]]:
         DNS_NAME.get_fqdn()
         started = time.perf_counter()
         for message in messages:
-            DjangoMessage(message.subject, message.text or "", message.sender, list(message.to)).message().as_bytes()
+            built = DjangoMessage(message.subject, message.text or "", message.sender, list(message.to))
+            built.message().as_bytes()
         results.append(("Django EmailMessage: build + message().as_bytes()", time.perf_counter() - started))
     return [(name, seconds / count * 1e6) for name, seconds in results]
 
@@ -279,12 +282,18 @@ def bench_server(label: str, server: AbstractContextManager[int], args: argparse
         print(f"  {name:<52} {result.rate:>8,.0f} msg/s  {result.cpu_per_message_us:>7,.0f} us CPU/msg",
               flush=True)
 
-    print(f"\n{label}: {count:,} messages of {len(make_messages(1)[0].as_bytes()):,} bytes, best of {args.repeat}")
+    size = len(make_messages(1)[0].as_bytes())
+    print(f"\n{label}: {count:,} messages of {size:,} bytes, best of {args.repeat}")
     with server as port:
         for pool in (1, 4, 8):
-            record(f"SmtpChannel, pool_size={pool}", lambda pool=pool: run_smtpchannel(port, make_messages(count), pool))
+            record(
+                f"SmtpChannel, pool_size={pool}",
+                lambda pool=pool: run_smtpchannel(port, make_messages(count), pool),
+            )
         messages = make_messages(count)
-        record("aiosmtplib.send(), new connection each, 8 at a time", lambda: run_aiosmtplib_send(port, messages))
+        record(
+            "aiosmtplib.send(), new connection each, 8 at a time", lambda: run_aiosmtplib_send(port, messages)
+        )
         record("smtplib, one connection", lambda: run_smtplib(port, messages))
         if importlib.util.find_spec("django") is not None:
             record("Django SMTP EmailBackend, one connection", lambda: run_django(port, messages))
@@ -292,7 +301,10 @@ def bench_server(label: str, server: AbstractContextManager[int], args: argparse
             print("  (Django is not installed: its EmailBackend baseline is skipped)")
         record("bare aiosmtplib pool of 8, pre-serialised bytes", lambda: run_bare_pool(port, messages))
         if smtp_source is not None:
-            record("smtp-source (C), 8 sessions (its own CPU)", lambda: run_smtp_source(smtp_source, port, messages))
+            record(
+                "smtp-source (C), 8 sessions (its own CPU)",
+                lambda: run_smtp_source(smtp_source, port, messages),
+            )
         else:
             print("  (smtp-source is not installed: the C baseline is skipped; apt-get install postfix)")
     return results
@@ -312,7 +324,9 @@ def summary(label: str, results: list[Result]) -> None:
             continue
         ratio = ours.rate / result.rate
         target = targets.get(result.name)
-        verdict = "" if target is None else f"  (target >= {target:g}x: {'met' if ratio >= target else 'MISSED'})"
+        verdict = ""
+        if target is not None:
+            verdict = f"  (target >= {target:g}x: {'met' if ratio >= target else 'MISSED'})"
         print(f"  x{ratio:5.2f}  vs {result.name}{verdict}")
 
 

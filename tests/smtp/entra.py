@@ -67,7 +67,7 @@ class EntraDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
@@ -78,7 +78,7 @@ class EntraDouble:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.startswith(f"/{TENANT}/v2.0/.well-known/openid-configuration"):
                     base = f"https://127.0.0.1:{double.port}/{TENANT}"
                     self._json(200, {
@@ -90,7 +90,7 @@ class EntraDouble:
                 else:
                     self._json(404, {"error": "not_found"})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
                 if self.path.endswith("/oauth2/v2.0/devicecode"):
@@ -115,8 +115,8 @@ class EntraDouble:
                                      "error_description": "AADSTS700016: Application not found."})
                 elif grant == "client_credentials":
                     if form.get("client_secret") != double.client_secret:
-                        self._json(401, {"error": "invalid_client",
-                                         "error_description": "AADSTS7000215: Invalid client secret provided."})
+                        description = "AADSTS7000215: Invalid client secret provided."
+                        self._json(401, {"error": "invalid_client", "error_description": description})
                         return
                     self._json(200, {"token_type": "Bearer", "expires_in": 3599,
                                      "access_token": double.issue("app-token")})

@@ -407,7 +407,7 @@ class _SmtpHandler:
             return self._server.data_reply(envelope)
         return f"250 2.0.0 Ok: queued as Q{len(self._server.messages):06d}"
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         owner = self._server
         if len(args) > 1:
             blob_text = args[1]
@@ -770,7 +770,8 @@ class Office365Double(_AiosmtpdServer):
             return AuthResult(
                 success=False,
                 handled=False,
-                message=f"550 5.7.30 Basic authentication is not supported for Client Submission. {self.tag()}",
+                message="550 5.7.30 Basic authentication is not supported for Client Submission. "
+                f"{self.tag()}",
             )
         expected = self.mailboxes.get(login)
         ok = expected is not None and hmac.compare_digest(expected.encode(), data.password)
@@ -795,7 +796,7 @@ class _Office365Handler:
     def __init__(self, double: Office365Double) -> None:
         self._double = double
 
-    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         double = self._double
         if len(args) < 2:
             return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode response")

@@ -6,6 +6,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,9 +88,11 @@ async def test_starttls_then_auth_plain_logs_in_once(
 
 async def test_implicit_tls_sends(certificates: Certificates, client_tls: ssl.SSLContext,
                                   make_message: MakeMessage) -> None:
-    async with SmtpServer(tls="implicit", certificates=certificates) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="implicit", tls_context=client_tls) as channel:
-            await channel.send(make_message())
+    async with (
+        SmtpServer(tls="implicit", certificates=certificates) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="implicit", tls_context=client_tls) as channel,
+    ):
+        await channel.send(make_message())
     assert 1 == len(server.messages)
 
 
@@ -138,10 +141,12 @@ async def test_an_untrusted_certificate_is_refused_and_nothing_is_sent(
 async def test_an_untrusted_certificate_is_refused_with_implicit_tls(
     certificates: Certificates, make_message: MakeMessage
 ) -> None:
-    async with SmtpServer(tls="implicit", certificates=certificates) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="implicit") as channel:
-            with pytest.raises(PermanentError, match="could not be verified"):
-                await channel.send(make_message())
+    async with (
+        SmtpServer(tls="implicit", certificates=certificates) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="implicit") as channel,
+    ):
+        with pytest.raises(PermanentError, match="could not be verified"):
+            await channel.send(make_message())
     assert [] == server.messages
 
 
@@ -220,9 +225,11 @@ def test_repr_and_str_show_no_password() -> None:
 async def test_partial_refusal_sends_to_the_others_and_reports_the_refused(
     make_message: MakeMessage,
 ) -> None:
-    async with SmtpServer(refuse={"nobody@example.net": "550 5.1.1 <nobody@example.net>: no such user"}) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            result = await channel.send(make_message(to=["bob@example.net", "nobody@example.net"]))
+    async with (
+        SmtpServer(refuse={"nobody@example.net": "550 5.1.1 <nobody@example.net>: no such user"}) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        result = await channel.send(make_message(to=["bob@example.net", "nobody@example.net"]))
     assert ("bob@example.net",) == result.accepted
     assert {"nobody@example.net": "550 5.1.1 <nobody@example.net>: no such user"} == dict(result.rejected)
     assert ("bob@example.net",) == server.messages[0].rcpt_tos
@@ -241,11 +248,13 @@ async def test_every_recipient_refused_raises_with_the_mapping_and_keeps_the_con
     replies: tuple[str, str], expected: type[Exception], make_message: MakeMessage
 ) -> None:
     refuse = {"x@example.net": replies[0], "y@example.net": replies[1]}
-    async with SmtpServer(refuse=refuse) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            with pytest.raises(expected) as caught:
-                await channel.send(make_message(to=["x@example.net", "y@example.net"]))
-            await channel.send(make_message())
+    async with (
+        SmtpServer(refuse=refuse) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        with pytest.raises(expected) as caught:
+            await channel.send(make_message(to=["x@example.net", "y@example.net"]))
+        await channel.send(make_message())
     assert expected is type(caught.value)
     assert refuse == dict(caught.value.rejected)  # type: ignore[attr-defined]
     assert 1 == server.connections
@@ -255,11 +264,13 @@ async def test_every_recipient_refused_raises_with_the_mapping_and_keeps_the_con
 async def test_a_message_over_the_servers_size_is_refused_before_mail_from(
     make_message: MakeMessage,
 ) -> None:
-    async with SmtpServer(size_limit=2000) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            with pytest.raises(MessageRejectedError, match="accepts at most 2,000") as caught:
-                await channel.send(make_message(text="x" * 3000))
-            await channel.send(make_message())
+    async with (
+        SmtpServer(size_limit=2000) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        with pytest.raises(MessageRejectedError, match="accepts at most 2,000") as caught:
+            await channel.send(make_message(text="x" * 3000))
+        await channel.send(make_message())
     assert None is caught.value.code
     assert 1 == server.connections
     assert 1 == len(server.messages)
@@ -267,27 +278,35 @@ async def test_a_message_over_the_servers_size_is_refused_before_mail_from(
 
 async def test_the_size_is_declared_in_mail_from(make_message: MakeMessage) -> None:
     message = make_message()
-    async with SmtpServer(size_limit=100_000) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            await channel.send(message)
+    async with (
+        SmtpServer(size_limit=100_000) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        await channel.send(message)
     assert (f"SIZE={message.size}",) == server.messages[0].mail_options
 
 
 async def test_a_utf8_address_needs_smtputf8(make_message: MakeMessage) -> None:
     message = make_message(to=["用户@example.net"])
-    async with SmtpServer(smtputf8=False) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            with pytest.raises(MessageRejectedError, match="SMTPUTF8"):
-                await channel.send(message)
+    async with (
+        SmtpServer(smtputf8=False) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        with pytest.raises(MessageRejectedError, match="SMTPUTF8"):
+            await channel.send(message)
     assert [] == server.messages
-    async with SmtpServer(smtputf8=True) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            result = await channel.send(message)
+    async with (
+        SmtpServer(smtputf8=True) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        result = await channel.send(message)
     assert ("用户@example.net",) == result.accepted
     assert "SMTPUTF8" in server.messages[0].mail_options
 
 
-async def test_scope_is_checked_before_connecting(plain_server: SmtpServer, make_message: MakeMessage) -> None:
+async def test_scope_is_checked_before_connecting(
+    plain_server: SmtpServer, make_message: MakeMessage
+) -> None:
     channel = SmtpChannel("127.0.0.1", plain_server.port, tls="none",
                           scope=CredentialScope.per_domain("example.org"))
     async with channel:
@@ -304,7 +323,8 @@ async def test_verify_logs_in_and_quits_without_sending(
     async with channel:
         await channel.verify()
         await asyncio.sleep(0.05)
-    assert (1, 0, []) == (len(starttls_server.auth_attempts), starttls_server.active, starttls_server.messages)
+    server = starttls_server
+    assert (1, 0, []) == (len(server.auth_attempts), server.active, server.messages)
 
 
 async def test_verify_raises_the_classified_error(
@@ -331,3 +351,28 @@ async def test_sending_after_aclose_raises(plain_server: SmtpServer, make_messag
     await channel.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await channel.send(make_message())
+
+
+async def test_works_with_the_demo_sink_over_starttls_and_auth(
+    certificates: Certificates, client_tls: ssl.SSLContext, make_message: MakeMessage
+) -> None:
+    """The CLI demo's SmtpSink (src/sendchannel/_sink.py) and SmtpChannel understand each other."""
+    from sendchannel._sink import SmtpSink
+
+    sink = SmtpSink(tls_context=certificates.server_context(), credentials={"bob": sentinels.PASSWORD})
+    async with sink:
+        channel = SmtpChannel("127.0.0.1", sink.port, username="bob", password=sentinels.PASSWORD,
+                              tls_context=client_tls)
+        async with channel:
+            result = await channel.send(make_message())
+    assert ("bob", ("bob@example.net",)) == (sink.messages[0].login, sink.messages[0].rcpt_tos)
+    assert "00000001" == result.provider_id
+
+
+async def test_the_smtp_servers_fixture_starts_servers_on_the_tests_loop(
+    smtp_servers: Callable[..., Any], make_message: MakeMessage
+) -> None:
+    server = await smtp_servers()
+    async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
+        await channel.send(make_message())
+    assert 1 == len(server.messages)

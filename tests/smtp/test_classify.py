@@ -15,8 +15,8 @@ from sendchannel import (
     MessageRejectedError,
     PermanentError,
     QuotaExceededError,
-    SendError,
     SenderNotAllowedError,
+    SendError,
     ThrottledError,
     TransientError,
 )
@@ -37,12 +37,14 @@ def _split(reply: str) -> Reply:
 GENERIC: list[tuple[str, Stage, type[SendError], str]] = [
     # Gmail
     ("535 5.7.8 Username and Password not accepted. For more information, go to "
-     "https://support.google.com/mail/?p=BadCredentials", S.AUTH, AuthenticationError, "username and password"),
+     "https://support.google.com/mail/?p=BadCredentials", S.AUTH, AuthenticationError,
+     "username and password"),
     ("534 5.7.9 Application-specific password required.", S.AUTH, AuthenticationError, "app password"),
     ("454 4.7.0 Too many login attempts, please try again later.", S.AUTH, ThrottledError, "right now"),
     ("530 5.7.0 Must issue a STARTTLS command first.", S.MAIL, PermanentError, "tls='starttls'"),
     ("550 5.4.5 Daily user sending limit exceeded.", S.MESSAGE, QuotaExceededError, "rolling 24"),
-    ("421 4.7.0 Try again later, closing connection. (EHLO)", S.EHLO, ThrottledError, "closed the connection"),
+    ("421 4.7.0 Try again later, closing connection. (EHLO)", S.EHLO, ThrottledError,
+     "closed the connection"),
     ("452 4.5.3 Your message has too many recipients.", S.RCPT, ThrottledError, "fewer recipients"),
     ("552 5.3.4 Your message exceeded Google's message size limits.", S.MESSAGE, MessageRejectedError,
      "too large"),

@@ -22,7 +22,9 @@ class TestSmtpChannelConforms(ChannelContract):
     @pytest.fixture(autouse=True, scope="class")
     @classmethod
     def _server(cls, certificates: Certificates) -> Iterator[None]:
-        server = SmtpServer(tls="starttls", certificates=certificates, credentials={"bob": sentinels.PASSWORD})
+        server = SmtpServer(
+            tls="starttls", certificates=certificates, credentials={"bob": sentinels.PASSWORD}
+        )
         with server.in_thread():
             cls.server = server
             cls.certificates = certificates

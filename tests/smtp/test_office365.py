@@ -1,4 +1,4 @@
-"""Office365Channel against the Office 365 double: STARTTLS, logins, Send As, the quota, the connection cap."""
+"""Office365Channel against the Office 365 double: logins, Send As, the quota, the connection cap."""
 
 from __future__ import annotations
 
@@ -193,7 +193,9 @@ async def test_an_undeclared_sender_is_refused_before_connecting(
     assert 0 == double.connections
 
 
-async def test_the_recipient_quota_is_a_quota_error(double: Office365Double, client_tls: ssl.SSLContext) -> None:
+async def test_the_recipient_quota_is_a_quota_error(
+    double: Office365Double, client_tls: ssl.SSLContext
+) -> None:
     async with _channel(double, client_tls) as channel:
         await channel.send(_message(recipients=4))
         with pytest.raises(QuotaExceededError) as caught:
@@ -218,7 +220,9 @@ async def test_a_fourth_connection_for_the_mailbox_is_throttled(
 ) -> None:
     """Another process holding three connections to the mailbox makes this one get 432 4.3.2."""
     others = [
-        SmtpChannel("127.0.0.1", double.port, username=ALICE, password=sentinels.PASSWORD, tls_context=client_tls)
+        SmtpChannel(
+            "127.0.0.1", double.port, username=ALICE, password=sentinels.PASSWORD, tls_context=client_tls
+        )
         for _ in range(3)
     ]
     for other in others:

@@ -86,22 +86,28 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(
     assert (2, 2) == (plain_server.connections, len(plain_server.messages))
 
 
-async def test_a_reused_connection_found_dead_at_mail_from_is_replaced_once(make_message: MakeMessage) -> None:
+async def test_a_reused_connection_found_dead_at_mail_from_is_replaced_once(
+    make_message: MakeMessage,
+) -> None:
     # The server drops the second MAIL FROM without answering, as a server that timed the connection
     # out would: nothing was sent, so the channel opens a new connection and sends there.
     script = Script(mail=["250 2.1.0 Ok", DROP, "250 2.1.0 Ok"])
-    async with ScriptedServer(script) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            await channel.send(make_message())
-            await channel.send(make_message())
+    async with (
+        ScriptedServer(script) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        await channel.send(make_message())
+        await channel.send(make_message())
     assert (2, 2) == (server.connections, len(server.messages))
 
 
 async def test_a_fresh_connection_dropped_at_mail_from_is_not_retried(make_message: MakeMessage) -> None:
-    async with ScriptedServer(Script(mail=DROP)) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
-            with pytest.raises(ConnectionLostError):
-                await channel.send(make_message())
+    async with (
+        ScriptedServer(Script(mail=DROP)) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        with pytest.raises(ConnectionLostError):
+            await channel.send(make_message())
     assert 1 == server.connections
 
 
@@ -117,11 +123,13 @@ async def test_aclose_says_quit_on_every_idle_connection(make_message: MakeMessa
 async def test_verify_makes_room_when_every_slot_holds_an_idle_connection(
     certificates: Certificates, client_tls: ssl.SSLContext, make_message: MakeMessage
 ) -> None:
-    async with SmtpServer(tls="starttls", certificates=certificates) as server:
-        async with SmtpChannel("127.0.0.1", server.port, tls_context=client_tls, pool_size=1) as channel:
-            await channel.send(make_message())
-            await asyncio.wait_for(channel.verify(), 5)
-            await channel.send(make_message())
+    async with (
+        SmtpServer(tls="starttls", certificates=certificates) as server,
+        SmtpChannel("127.0.0.1", server.port, tls_context=client_tls, pool_size=1) as channel,
+    ):
+        await channel.send(make_message())
+        await asyncio.wait_for(channel.verify(), 5)
+        await channel.send(make_message())
     assert 1 == server.peak_active
 
 

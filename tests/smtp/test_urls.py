@@ -24,7 +24,8 @@ def test_smtp_url_gives_a_starttls_channel_with_a_decoded_password() -> None:
 def test_smtp_url_defaults() -> None:
     channel = channel_from_url("smtp://mail.example.com")
     plain = channel_from_url("smtp://relay.example.com?tls=none")
-    assert isinstance(channel, SmtpChannel) and isinstance(plain, SmtpChannel)
+    assert isinstance(channel, SmtpChannel)
+    assert isinstance(plain, SmtpChannel)
     assert ((587, "starttls"), (25, "none")) == ((channel.port, channel.tls), (plain.port, plain.tls))
 
 
@@ -82,7 +83,8 @@ def test_office365_url_with_a_password_and_a_token_override() -> None:
         return sentinels.TOKEN
 
     with_token = channel_from_url("office365://alice@contoso.com", token_provider=token)
-    assert isinstance(with_password, Office365Channel) and isinstance(with_token, Office365Channel)
+    assert isinstance(with_password, Office365Channel)
+    assert isinstance(with_token, Office365Channel)
     assert ("password", "token") == (with_password._endpoint.credential, with_token._endpoint.credential)
     assert [] == sentinels.leaked(repr(with_password))
 
