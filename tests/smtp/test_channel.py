@@ -376,3 +376,13 @@ async def test_the_smtp_servers_fixture_starts_servers_on_the_tests_loop(
     async with SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
         await channel.send(make_message())
     assert 1 == len(server.messages)
+
+
+async def test_implicit_tls_against_a_plaintext_server_names_the_likely_mistake(
+    plain_server: SmtpServer, make_message: MakeMessage
+) -> None:
+    async with SmtpChannel("127.0.0.1", plain_server.port, tls="implicit", timeout=5) as channel:
+        with pytest.raises(PermanentError, match="TLS handshake") as caught:
+            await channel.send(make_message())
+    assert "use tls='starttls'" in str(caught.value)
+    assert [] == plain_server.messages

@@ -142,3 +142,15 @@ def test_a_channel_works_across_event_loops(make_message: MakeMessage) -> None:
         asyncio.run(channel.send(make_message()))
         asyncio.run(channel.aclose())
     assert 2 == len(server.messages)
+
+
+async def test_a_421_to_mail_from_on_a_reused_connection_is_retried_on_a_fresh_one(
+    make_message: MakeMessage,
+) -> None:
+    """A late idle-timeout 421 answers the first command of a reused connection: nothing was sent."""
+    script = Script(mail=["250 2.1.0 Ok", "421 4.4.2 Error: timeout exceeded", "250 2.1.0 Ok"])
+    async with ScriptedServer(script) as server, SmtpChannel("127.0.0.1", server.port, tls="none") as channel:
+        await channel.send(make_message())
+        result = await channel.send(make_message())
+    assert ("bob@example.net",) == result.accepted
+    assert (2, 2) == (server.connections, len(server.messages))

@@ -373,6 +373,14 @@ async def _open(endpoint: Endpoint, *, fresh_token: bool) -> Connection:
     except aiosmtplib.SMTPResponseException as exc:
         smtp.close()
         raise endpoint.refused(exc.code, exc.message, stage) from None
+    except aiosmtplib.SMTPException as exc:
+        # Anything else aiosmtplib objects to leaves the session unusable; nothing was sent.
+        smtp.close()
+        raise ConnectionLostError(
+            f"The session with {endpoint.server} failed at {stage.value} ({endpoint.redact(exc.message)}); "
+            "the message was not sent.",
+            channel=endpoint.channel,
+        ) from None
     except BaseException:
         smtp.close()
         raise
