@@ -8,6 +8,7 @@ import ssl
 import pytest
 
 from sendchannel import AuthenticationError, Message, SmtpChannel
+from sendchannel._smtp._session import Redactor
 from tests import sentinels
 from tests.smtp.servers import Certificates, Script, ScriptedServer, SmtpServer
 
@@ -146,3 +147,12 @@ async def test_a_reply_echoing_the_credentials_is_scrubbed() -> None:
     assert "535 5.7.8 Bad credentials *** in ***" == caught.value.reply
     assert None is caught.value.__cause__
     assert [] == sentinels.leaked(str(caught.value) + repr(caught.value))
+
+
+def test_the_redactor_keeps_the_password_and_only_recent_tokens() -> None:
+    redact = Redactor()
+    redact.add(sentinels.PASSWORD)
+    for number in range(40):
+        redact.add(f"token-{number:03d}-abcdef", rotating=True)
+    text = f"{sentinels.PASSWORD} token-000-abcdef token-039-abcdef"
+    assert "*** token-000-abcdef ***" == redact(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import re
 import socket
@@ -52,25 +53,35 @@ _LOST = (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError
 
 
 class Redactor:
-    """Removes secrets (and the base64 forms they travel in) from text before it reaches an error."""
+    """Removes secrets (and the base64 forms they travel in) from text before it reaches an error.
 
-    __slots__ = ("_pattern", "_secrets")
+    A password is remembered for the life of the channel; access tokens rotate, so only the most recent
+    ones are kept (a refused token is never older than that).
+    """
+
+    __slots__ = ("_fixed", "_pattern", "_rotating")
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._fixed: set[str] = set()
+        self._rotating: collections.deque[str] = collections.deque(maxlen=16)
         self._pattern: re.Pattern[str] | None = None
 
-    def add(self, secret: str | None, *encoded: bytes) -> None:
+    def add(self, secret: str | None, *encoded: bytes, rotating: bool = False) -> None:
         """Remember ``secret`` and the base64 forms ``encoded`` in which it was sent."""
         values = [secret] if secret else []
         values.extend(base64.b64encode(blob).decode("ascii") for blob in encoded if blob)
         if secret:
             values.append(base64.b64encode(secret.encode("utf-8")).decode("ascii"))
-        new = {value for value in values if value} - self._secrets
-        if new:
-            self._secrets |= new
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
+        known = self._fixed.union(self._rotating)
+        new = [value for value in dict.fromkeys(values) if value and value not in known]
+        if not new:
+            return
+        if rotating:
+            self._rotating.extend(new)
+        else:
+            self._fixed.update(new)
+        ordered = sorted(self._fixed.union(self._rotating), key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(value) for value in ordered))
 
     def __call__(self, text: str) -> str:
         """``text`` with every known secret replaced by ``***``."""
@@ -212,7 +223,7 @@ class Endpoint:
             )
         username = self.username or ""
         self.redact.add(
-            token, f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+            token, f"user={username}\x01auth=Bearer {token}\x01\x01".encode(), rotating=True
         )
         return token
 
