@@ -1,9 +1,11 @@
 """One SMTP connection: connect, TLS, authenticate, and run mail transactions, with every failure classified.
 
-aiosmtplib carries the bytes; this module decides what each reply and each failure means. It drives the
-transaction itself (MAIL, RCPT, DATA, the message) rather than through ``SMTP.sendmail`` so that it knows
-at every moment whether the message could already have been handed over: a connection lost or a timeout
-after the end of DATA is :class:`~sendchannel.errors.DeliveryUnknownError`, before it
+aiosmtplib connects, starts TLS and logs in; the mail transactions then run over a
+:class:`~sendchannel._smtp._wire.ReplyReader` on the same transport, pipelined when the server allows.
+This module decides what each reply and each failure means. It drives the transaction itself (MAIL, RCPT,
+DATA, the message) rather than through ``SMTP.sendmail`` so that it knows at every moment whether the
+message could already have been handed over: a connection lost or a timeout while waiting for the reply
+to the end of DATA is :class:`~sendchannel.errors.DeliveryUnknownError`, anything earlier
 :class:`~sendchannel.errors.ConnectionLostError`.
 """
 
