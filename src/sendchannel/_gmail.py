@@ -666,15 +666,13 @@ class GmailOAuthChannel(BaseChannel):
         try:
             self.scope = CredentialScope.per_address(address, *send_as, provider="Gmail")
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"GmailOAuthChannel needs the account's e-mail address: {exc}"
-            ) from None
+            raise ConfigurationError(f"GmailOAuthChannel needs the account's e-mail address: {exc}") from None
         self.address = address
         self._credentials = _prepare_credentials(credentials, address)
         if limits is not None and not isinstance(limits, Limits):
             raise ConfigurationError(f"limits must be a Limits object, got {type(limits).__name__}")
-        self.limits = limits if limits is not None else (
-            self.default_limits if workspace else self.consumer_limits
+        self.limits = (
+            limits if limits is not None else (self.default_limits if workspace else self.consumer_limits)
         )
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -756,9 +754,7 @@ class GmailOAuthChannel(BaseChannel):
             if entry.get("isPrimary") or entry.get("verificationStatus") == "accepted":
                 verified.append(alias)
         if verified:
-            self.scope = CredentialScope.per_address(
-                *self.scope.identities, *verified, provider="Gmail"
-            )
+            self.scope = CredentialScope.per_address(*self.scope.identities, *verified, provider="Gmail")
         return tuple(verified)
 
     async def aclose(self) -> None:
@@ -850,8 +846,8 @@ class GmailOAuthChannel(BaseChannel):
             raise error from exc
         except (google.auth.exceptions.GoogleAuthError, _NotSent, _AnswerLost) as exc:
             raise self._translate(exc, operation) from exc
-        except (GoogleClientError, ValueError) as exc:
-            # A 2xx answer the client could not read: for a send, it probably went out.
+        except GoogleClientError as exc:
+            # The client refused an answer it could not use: for a send, it may have gone out.
             raise self._unreadable(exc, operation) from exc
         return answer if isinstance(answer, dict) else {}
 

@@ -30,10 +30,14 @@ def user_credentials(server: GmailServer, **changes: Any) -> google.oauth2.crede
     return google.oauth2.credentials.Credentials(token, **fields)
 
 
-def expired_credentials(server: GmailServer, token: str = "ya29.expired-long-ago") -> google.oauth2.credentials.Credentials:
+def expired_credentials(
+    server: GmailServer, token: str = "ya29.expired-long-ago"
+) -> google.oauth2.credentials.Credentials:
     """A grant holding an access token that expired an hour ago."""
     credentials = user_credentials(server, token=token)
-    credentials.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(hours=1)
+    credentials.expiry = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(
+        hours=1
+    )
     return credentials
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import contextlib
 import email
 import email.message
 import email.policy
@@ -43,10 +44,19 @@ FULL = "https://mail.google.com/"
 
 #: The scopes the Gmail discovery document lists for each method.
 SCOPES_FOR = {
-    "send": {FULL, GMAIL_SEND, "https://www.googleapis.com/auth/gmail.compose",
-             "https://www.googleapis.com/auth/gmail.modify"},
-    "profile": {FULL, GMAIL_READONLY, "https://www.googleapis.com/auth/gmail.compose",
-                "https://www.googleapis.com/auth/gmail.metadata", "https://www.googleapis.com/auth/gmail.modify"},
+    "send": {
+        FULL,
+        GMAIL_SEND,
+        "https://www.googleapis.com/auth/gmail.compose",
+        "https://www.googleapis.com/auth/gmail.modify",
+    },
+    "profile": {
+        FULL,
+        GMAIL_READONLY,
+        "https://www.googleapis.com/auth/gmail.compose",
+        "https://www.googleapis.com/auth/gmail.metadata",
+        "https://www.googleapis.com/auth/gmail.modify",
+    },
     "send-as": {FULL, GMAIL_READONLY, GMAIL_SETTINGS_BASIC, "https://www.googleapis.com/auth/gmail.modify"},
 }
 
@@ -144,7 +154,9 @@ class GmailServer:
         if self.tls is not None:
             httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="gmail-test-server", daemon=True)
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="gmail-test-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -234,19 +246,25 @@ class GmailServer:
             if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
                 return 401, {"error": "invalid_client", "error_description": "Unauthorized"}
             if form.get("refresh_token") not in self.valid_refresh_tokens:
-                return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+                return 400, {
+                    "error": "invalid_grant",
+                    "error_description": "Token has been expired or revoked.",
+                }
             scopes = list(self.granted_scopes)
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             claims = _jwt_claims(form.get("assertion", ""))
             if claims.get("sub") not in self.delegated_subjects:
                 return 401, {
                     "error": "unauthorized_client",
-                    "error_description": "Client is unauthorized to retrieve access tokens using this method, "
-                    "or client not authorized for any of the scopes requested.",
+                    "error_description": "Client is unauthorized to retrieve access tokens using this "
+                    "method, or client not authorized for any of the scopes requested.",
                 }
             scopes = str(claims.get("scope", "")).split()
         else:
-            return 400, {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant}"}
+            return 400, {
+                "error": "unsupported_grant_type",
+                "error_description": f"Invalid grant_type: {grant}",
+            }
         token = f"ya29.test-access-{next(self._token_numbers)}"
         with self._lock:
             self._tokens[token] = scopes
@@ -260,24 +278,35 @@ class GmailServer:
     def authorise(self, headers: dict[str, str], operation: str) -> _Answer | None:
         """None when the bearer token may do ``operation``, else Google's 401 or 403 answer."""
         value = headers.get("authorization", "")
-        token = value[len("Bearer "):] if value.startswith("Bearer ") else None
+        token = value[len("Bearer ") :] if value.startswith("Bearer ") else None
         with self._lock:
             scopes = self._tokens.get(token) if token else None
         if scopes is None:
             body = google_error(401, "authError", "Invalid Credentials", status_name="UNAUTHENTICATED")
             body["error"]["errors"][0].update(locationType="header", location="Authorization")
-            return _Answer(401, json.dumps(body).encode(), {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
+            return _Answer(
+                401,
+                json.dumps(body).encode(),
+                {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
         if not SCOPES_FOR[operation].intersection(scopes):
             body = google_error(
-                403, "insufficientPermissions", "Request had insufficient authentication scopes.",
+                403,
+                "insufficientPermissions",
+                "Request had insufficient authentication scopes.",
                 status_name="PERMISSION_DENIED",
             )
-            body["error"]["details"] = [{
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
-                "domain": "googleapis.com",
-                "metadata": {"service": "gmail.googleapis.com", "method": "caribou.api.proto.MailboxService"},
-            }]
+            body["error"]["details"] = [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
+                    "domain": "googleapis.com",
+                    "metadata": {
+                        "service": "gmail.googleapis.com",
+                        "method": "caribou.api.proto.MailboxService",
+                    },
+                }
+            ]
             return _Answer(403, json.dumps(body).encode())
         return None
 
@@ -290,8 +319,9 @@ class GmailServer:
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, email.message.EmailMessage)
         if not any(parsed.get(name) for name in ("To", "Cc", "Bcc")):
-            return 400, google_error(400, "invalidArgument", "Recipient address required",
-                                     status_name="INVALID_ARGUMENT")
+            return 400, google_error(
+                400, "invalidArgument", "Recipient address required", status_name="INVALID_ARGUMENT"
+            )
         message_id = f"{next(self._ids):x}"
         with self._lock:
             self.sent.append(Sent(raw, parsed, record.path, upload_type, message_id))
@@ -314,7 +344,9 @@ def _raw_of(record: Recorded, upload_type: str | None) -> bytes:
             raise ValueError("Invalid JSON payload received.") from None
         raw = data.get("raw") if isinstance(data, dict) else None
         if not raw:
-            raise ValueError("'raw' RFC822 payload message string or uploading message via /upload/* URL required")
+            raise ValueError(
+                "'raw' RFC822 payload message string or uploading message via /upload/* URL required"
+            )
         try:
             return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         except ValueError:
@@ -334,7 +366,7 @@ def _raw_of(record: Recorded, upload_type: str | None) -> bytes:
         # The line break after the delimiter tells the style (the client writes LF); the one before the
         # next delimiter belongs to that delimiter, not to the message.
         newline = b"\r\n" if media.startswith(b"\r\n") else b"\n"
-        head, _, content = media[len(newline):].partition(newline + newline)
+        head, _, content = media[len(newline) :].partition(newline + newline)
         if b"message/rfc822" not in head.lower():
             raise ValueError("the media part is not message/rfc822")
         return content.removesuffix(newline)
@@ -363,7 +395,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.gmail.requests.append(record)
         return record
 
-    def _answer(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None) -> None:
+    def _answer(
+        self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         self.send_response(status)
         sent_headers = {"Content-Type": "application/json; charset=UTF-8", **(headers or {})}
@@ -376,10 +410,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _drop(self) -> None:
         # The request was read whole; the connection goes away before any answer.
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def do_GET(self) -> None:
         self._handle()
@@ -430,7 +462,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     gmail.in_flight -= 1
             self._answer(status, body)
         elif operation == "profile":
-            self._answer(200, {"emailAddress": gmail.address, "messagesTotal": 42, "threadsTotal": 17,
-                               "historyId": "123456"})
+            self._answer(
+                200,
+                {
+                    "emailAddress": gmail.address,
+                    "messagesTotal": 42,
+                    "threadsTotal": 17,
+                    "historyId": "123456",
+                },
+            )
         else:
             self._answer(200, {"sendAs": gmail.send_as})
