@@ -139,7 +139,7 @@ class _Transport:
 
     def __init__(
         self,
-        credentials: google.auth.credentials.Credentials | None,
+        credentials: google.auth.credentials.Credentials,
         *,
         timeout: float,
         tls_context: ssl.SSLContext,
@@ -164,7 +164,7 @@ class _Transport:
         sent_headers = dict(headers or {})
         token = self._authorise(sent_headers)
         response, content = self.exchange(uri, method, body, sent_headers)
-        if response.status == 401 and self._credentials is not None:
+        if response.status == 401:
             # Gmail acted on nothing it answered 401, so sending the request again is safe.
             self._refresh_unless_changed(token)
             self._authorise(sent_headers)
@@ -173,8 +173,6 @@ class _Transport:
 
     def _authorise(self, headers: dict[str, str]) -> str | None:
         credentials = self._credentials
-        if credentials is None:
-            return None
         with self._lock:
             if not credentials.valid:
                 credentials.refresh(self._token_request)  # type: ignore[no-untyped-call]
@@ -184,7 +182,6 @@ class _Transport:
 
     def _refresh_unless_changed(self, used: str | None) -> None:
         credentials = self._credentials
-        assert credentials is not None
         with self._lock:
             # Another thread may have refreshed it already after its own 401.
             if credentials.token == used:
@@ -192,10 +189,8 @@ class _Transport:
 
     def refresh(self) -> None:
         """Refresh the access token now (used by ``verify`` when the token is still valid)."""
-        credentials = self._credentials
-        if credentials is not None:
-            with self._lock:
-                credentials.refresh(self._token_request)  # type: ignore[no-untyped-call]
+        with self._lock:
+            self._credentials.refresh(self._token_request)  # type: ignore[no-untyped-call]
 
     def exchange(
         self, uri: str, method: str, body: bytes | str | None, headers: Mapping[str, str]

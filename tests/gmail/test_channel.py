@@ -81,6 +81,11 @@ def test_the_scope_is_the_account_and_its_declared_aliases_and_not_shareable(
     assert (False, "Gmail") == (channel.scope.shareable, channel.scope.provider)
 
 
+def test_a_single_send_as_address_may_be_a_string(gmail_server: GmailServer) -> None:
+    channel = GmailOAuthChannel(user_credentials(gmail_server), address=ADDRESS, send_as="sales@example.com")
+    assert (ADDRESS, "sales@example.com") == channel.scope.identities
+
+
 def test_a_fake_like_the_gmail_channel_has_its_scope_kind_and_limits() -> None:
     fake = FakeChannel.like(GmailOAuthChannel, identity=ADDRESS)
     assert (ScopeKind.PER_ADDRESS, GmailOAuthChannel.default_limits) == (fake.scope.kind, fake.limits)
@@ -131,6 +136,7 @@ async def test_discover_send_as_adds_the_verified_aliases_only(
         [
             {"sendAsEmail": "sales@example.com", "isPrimary": False, "verificationStatus": "accepted"},
             {"sendAsEmail": "pending@example.org", "isPrimary": False, "verificationStatus": "pending"},
+            {"isPrimary": False, "verificationStatus": "accepted"},  # no address: ignored
         ]
     )
     found = await channel.discover_send_as()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import gzip
 import json
 import logging
 import socket
 import threading
 import time
 import types
+import zlib
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +19,7 @@ import httplib2
 import pytest
 
 from sendchannel import GmailOAuthChannel, Message
+from sendchannel._gmail import parse_retry_after
 from sendchannel.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -221,8 +224,11 @@ async def test_5xx_errors_are_transient_but_not_throttling(
 async def test_the_mail_sending_limit_says_when_it_resets(
     channel: GmailOAuthChannel, gmail_server: GmailServer
 ) -> None:
-    gmail_server.fail_next(*ANSWERS["429 mail sending limit"][:2])
     before = time.time()
+    text = f"User-rate limit exceeded.  Retry after {_iso_in(90)} (Mail sending)"
+    gmail_server.fail_next(
+        429, google_error(429, "rateLimitExceeded", text, status_name="RESOURCE_EXHAUSTED")
+    )
     with pytest.raises(QuotaExceededError) as caught:
         await channel.send(message())
     assert caught.value.resets_at is not None
@@ -482,3 +488,81 @@ async def test_secrets_echoed_by_google_are_scrubbed_and_never_logged(
         assert secret not in shown
         assert secret not in logged
     assert "***" in str(caught.value)
+
+
+# -- reading Google's answers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        ("1.5", 1.5),
+        (" 7 ", 7.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+        (None, None),
+    ],
+)
+def test_retry_after_values_in_seconds_or_http_dates(value: str | None, expected: float | None) -> None:
+    assert expected == parse_retry_after(value)
+
+
+def test_retry_after_as_a_future_http_date_is_the_seconds_until_then() -> None:
+    now = 1_700_000_000.0
+    assert 90.0 == parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now=now)
+
+
+async def test_an_oauth_style_error_body_keeps_its_reason(
+    channel: GmailOAuthChannel, gmail_server: GmailServer
+) -> None:
+    gmail_server.fail_next(
+        400, {"error": "invalid_request", "error_description": "Missing required parameter: raw"}, times=1
+    )
+    with pytest.raises(MessageRejectedError, match="Missing required parameter") as caught:
+        await channel.send(message())
+    assert "invalid_request" == caught.value.enhanced_code
+
+
+async def test_an_error_body_in_a_list_is_read(channel: GmailOAuthChannel, gmail_server: GmailServer) -> None:
+    gmail_server.fail_next(429, json.dumps([google_error(429, "rateLimitExceeded", "Rate Limit Exceeded")]))
+    with pytest.raises(ThrottledError) as caught:
+        await channel.send(message())
+    assert "rateLimitExceeded" == caught.value.enhanced_code
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_compressed_error_answers_are_decoded(
+    channel: GmailOAuthChannel, gmail_server: GmailServer, encoding: str
+) -> None:
+    body = json.dumps(google_error(400, "invalidArgument", "Invalid To header")).encode()
+    data = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+    gmail_server.fail_next(
+        400, data, headers={"Content-Type": "application/json", "Content-Encoding": encoding}
+    )
+    with pytest.raises(MessageRejectedError, match="Invalid To header"):
+        await channel.send(message())
+
+
+async def test_a_broken_compressed_answer_to_a_send_is_unknown(
+    channel: GmailOAuthChannel, gmail_server: GmailServer
+) -> None:
+    gmail_server.fail_next(200, b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(DeliveryUnknownError, match="could not be decompressed"):
+        await channel.send(message())
+
+
+async def test_verify_passes_on_errors_other_than_a_narrow_grant(
+    channel: GmailOAuthChannel, gmail_server: GmailServer
+) -> None:
+    gmail_server.granted_scopes = ["https://www.googleapis.com/auth/gmail.send", GMAIL_READONLY]
+    gmail_server.fail_next(
+        403, google_error(403, "domainPolicy", "The domain administrators have disabled Gmail apps.")
+    )
+    with pytest.raises(AuthenticationError, match="administrator"):
+        await channel.verify()
+    gmail_server.fail_next(504, google_error(504, "backendError", "Gateway Timeout"))
+    with pytest.raises(TransientError):
+        await channel.verify()

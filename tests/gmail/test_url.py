@@ -137,3 +137,23 @@ def test_secrets_in_the_environment_never_appear_in_errors(monkeypatch: pytest.M
     with pytest.raises(ConfigurationError, match=f"\\${CREDENTIALS_ENV}") as caught:
         channel_from_url(f"gmail://{ADDRESS}")
     assert "s3cr3t-value" not in str(caught.value)
+
+
+async def test_a_service_account_key_file_acts_for_the_address_in_the_url(
+    tmp_path: Path, gmail_server: GmailServer
+) -> None:
+    from tests.gmail.test_channel import _service_account_info
+
+    path = tmp_path / "robot.json"
+    path.write_text(json.dumps(_service_account_info(gmail_server)))
+    async with channel_from_url(
+        f"gmail://{ADDRESS}?credentials={path}", api_endpoint=gmail_server.url
+    ) as channel:
+        await channel.send(Message(ADDRESS, ["bob@example.net"], text="from a robot"))
+    assert "urn:ietf:params:oauth:grant-type:jwt-bearer" == gmail_server.token_requests[0]["grant_type"]
+    assert 1 == len(gmail_server.sent)
+
+
+def test_a_credentials_override_may_be_a_path(grant_file: Path) -> None:
+    channel = channel_from_url(f"gmail://{ADDRESS}", credentials=str(grant_file))
+    assert isinstance(channel, GmailOAuthChannel)
