@@ -10,6 +10,7 @@ import google.oauth2.credentials
 import pytest
 
 from sendchannel import GmailOAuthChannel
+from tests import sentinels
 from tests.gmail.server import CLIENT_ID, CLIENT_SECRET, GMAIL_SEND, REFRESH_TOKEN, GmailServer
 
 ADDRESS = "alice@example.com"
@@ -31,7 +32,7 @@ def user_credentials(server: GmailServer, **changes: Any) -> google.oauth2.crede
 
 
 def expired_credentials(
-    server: GmailServer, token: str = "ya29.expired-long-ago"
+    server: GmailServer, token: str = f"{sentinels.TOKEN}-expired"
 ) -> google.oauth2.credentials.Credentials:
     """A grant holding an access token that expired an hour ago."""
     credentials = user_credentials(server, token=token)

@@ -37,6 +37,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests import sentinels
+
 GMAIL_SEND = "https://www.googleapis.com/auth/gmail.send"
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 GMAIL_SETTINGS_BASIC = "https://www.googleapis.com/auth/gmail.settings.basic"
@@ -61,8 +63,10 @@ SCOPES_FOR = {
 }
 
 CLIENT_ID = "1234-test.apps.googleusercontent.com"
-CLIENT_SECRET = "GOCSPX-client-secret-for-tests"
-REFRESH_TOKEN = "1//refresh-token-for-tests"
+CLIENT_SECRET = sentinels.CLIENT_SECRET
+REFRESH_TOKEN = sentinels.REFRESH_TOKEN
+#: Access tokens the server issues: the sentinel with a serial number, so the log guard sees any leak.
+TOKEN_PREFIX = sentinels.TOKEN
 
 _SEND_PATH = re.compile(r"^(/upload)?/gmail/v1/users/(?P<user>[^/]+)/messages/send$")
 _PROFILE_PATH = re.compile(r"^/gmail/v1/users/(?P<user>[^/]+)/profile$")
@@ -265,7 +269,7 @@ class GmailServer:
                 "error": "unsupported_grant_type",
                 "error_description": f"Invalid grant_type: {grant}",
             }
-        token = f"ya29.test-access-{next(self._token_numbers)}"
+        token = f"{TOKEN_PREFIX}-{next(self._token_numbers)}"
         with self._lock:
             self._tokens[token] = scopes
         return 200, {

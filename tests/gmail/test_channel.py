@@ -31,6 +31,7 @@ from sendchannel.errors import (
 )
 from sendchannel.testing import FakeChannel
 from sendchannel.testing.conformance import ChannelContract
+from tests import sentinels
 from tests.gmail.conftest import ADDRESS, user_credentials
 from tests.gmail.server import (
     CLIENT_SECRET,
@@ -294,11 +295,11 @@ def test_credentials_granted_without_any_sending_scope_are_refused_at_once(gmail
 
 
 def test_the_repr_names_the_account_and_hides_the_credentials(gmail_server: GmailServer) -> None:
-    credentials = user_credentials(gmail_server, token="ya29.secret-access-token")
+    credentials = user_credentials(gmail_server, token=sentinels.TOKEN)
     channel = GmailOAuthChannel(credentials, address=ADDRESS)
     text = repr(channel) + str(channel)
     assert ADDRESS in text
-    for secret in ("ya29.secret-access-token", REFRESH_TOKEN, CLIENT_SECRET):
+    for secret in (sentinels.TOKEN, REFRESH_TOKEN, CLIENT_SECRET):
         assert secret not in text
 
 

@@ -31,6 +31,7 @@ from sendchannel.errors import (
     ThrottledError,
     TransientError,
 )
+from tests import sentinels
 from tests.gmail.conftest import ADDRESS, expired_credentials, user_credentials
 from tests.gmail.server import CLIENT_SECRET, GMAIL_READONLY, REFRESH_TOKEN, GmailServer, google_error
 
@@ -330,11 +331,11 @@ async def test_a_401_that_survives_the_refresh_is_an_authentication_error(
 
 
 async def test_a_wrong_client_secret_is_an_authentication_error(gmail_server: GmailServer) -> None:
-    credentials = user_credentials(gmail_server, client_secret="GOCSPX-wrong-secret-value")
+    credentials = user_credentials(gmail_server, client_secret=f"{sentinels.CLIENT_SECRET}-wrong")
     async with GmailOAuthChannel(credentials, address=ADDRESS, api_endpoint=gmail_server.url) as channel:
         with pytest.raises(AuthenticationError, match="invalid_client") as caught:
             await channel.send(message())
-    assert "GOCSPX-wrong-secret-value" not in str(caught.value)
+    assert f"{sentinels.CLIENT_SECRET}-wrong" not in str(caught.value)
 
 
 async def test_a_grant_without_the_send_scope_is_refused_with_the_remedy(gmail_server: GmailServer) -> None:

@@ -254,3 +254,12 @@ async def test_an_untrusted_certificate_fails_before_anything_is_sent(
                 await channel.send(MESSAGES["plain ascii"])
         assert [] == server.sent
         assert ADDRESS in str(caught.value)
+
+
+async def test_concurrent_first_sends_share_one_token_refresh(
+    channel: GmailOAuthChannel, gmail_server: GmailServer
+) -> None:
+    messages = [Message(ADDRESS, [f"r{i}@example.net"], text="hi") for i in range(6)]
+    await asyncio.gather(*(channel.send(m) for m in messages))
+    assert 1 == len(gmail_server.token_requests)
+    assert 6 == len(gmail_server.sent)

@@ -11,6 +11,7 @@ import pytest
 from sendchannel import GmailOAuthChannel, Message, Rate, channel_from_url, schemes
 from sendchannel._gmail import CREDENTIALS_ENV
 from sendchannel.errors import ConfigurationError
+from tests import sentinels
 from tests.gmail.conftest import ADDRESS
 from tests.gmail.server import CLIENT_ID, CLIENT_SECRET, GMAIL_SEND, REFRESH_TOKEN, GmailServer
 
@@ -113,7 +114,9 @@ def test_bad_urls_are_configuration_errors(url: str, complaint: str, monkeypatch
         ("not json", "are not JSON"),
         ("[1, 2]", "must be a JSON object"),
         (
-            json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "s3cr3t-value"}),
+            json.dumps(
+                {"type": "authorized_user", "client_id": "x", "client_secret": sentinels.CLIENT_SECRET}
+            ),
             "are incomplete",
         ),
         (json.dumps({"type": "external_account"}), "of type 'external_account'"),
@@ -126,17 +129,17 @@ def test_unusable_credential_files_are_explained_without_their_secrets(
     path.write_text(content)
     with pytest.raises(ConfigurationError, match=complaint) as caught:
         channel_from_url(f"gmail://{ADDRESS}?credentials={path}")
-    assert "s3cr3t-value" not in str(caught.value)
+    assert sentinels.CLIENT_SECRET not in str(caught.value)
     assert str(path) in str(caught.value)
 
 
 def test_secrets_in_the_environment_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
-        CREDENTIALS_ENV, json.dumps({"type": "authorized_user", "client_secret": "s3cr3t-value"})
+        CREDENTIALS_ENV, json.dumps({"type": "authorized_user", "client_secret": sentinels.CLIENT_SECRET})
     )
     with pytest.raises(ConfigurationError, match=f"\\${CREDENTIALS_ENV}") as caught:
         channel_from_url(f"gmail://{ADDRESS}")
-    assert "s3cr3t-value" not in str(caught.value)
+    assert sentinels.CLIENT_SECRET not in str(caught.value)
 
 
 async def test_a_service_account_key_file_acts_for_the_address_in_the_url(
