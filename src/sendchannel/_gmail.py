@@ -510,7 +510,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(
         DeliveryUnknownError,
-        "Google's front end gave up waiting for Gmail while sending for {account} (gateway timeout), "
+        "Google's front end gave up waiting for Gmail while sending for {account}, "
         "so the message may or may not have gone out",
         "Check the account's Sent folder before sending it again.",
         statuses={504},
@@ -540,7 +540,8 @@ def _classify(
     fields = {"account": account, "needed": _SCOPES_NEEDED.get(operation, "the scope it needs")}
     reason = answer.reasons[0] if answer.reasons else None
     reply = scrub(answer.text)
-    said = f"{answer.status} {reason}: {reply}" if reason else f"{answer.status}: {reply}"
+    quoted = reply.rstrip(". ")
+    said = f"{answer.status} {reason}: {quoted}" if reason else f"{answer.status}: {quoted}"
     message = f"{rule.happened.format(**fields)} ({said}). {rule.remedy.format(**fields)}"
     kwargs: dict[str, Any] = {
         "code": answer.status,
