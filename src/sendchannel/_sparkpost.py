@@ -748,9 +748,7 @@ class SparkpostChannel(BaseChannel):
             f"SparkPost refused the request ({shown}); check the channel's base_url and options.", **fields
         )
 
-    def _limit_error(
-        self, code: str | None, reply: str, shown: str, fields: dict[str, Any]
-    ) -> SendError:
+    def _limit_error(self, code: str | None, reply: str, shown: str, fields: dict[str, Any]) -> SendError:
         word = _LIMIT_CODES.get(code or "")
         if word is None:
             found = _LIMIT_WORD_RE.search(reply)

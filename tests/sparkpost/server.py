@@ -158,7 +158,7 @@ def render_template(text: str, data: Mapping[str, Any]) -> str:
         inner_start = start + len(closing)
         end = text.find(closing, inner_start)
         if end < 0:
-            raise TemplateError(f"unterminated expression at {start}: {text[start:start + 30]!r}")
+            raise TemplateError(f"unterminated expression at {start}: {text[start : start + 30]!r}")
         expression = text[inner_start:end].strip()
         if expression in _MACROS:
             out.append(_MACROS[expression])
@@ -380,8 +380,11 @@ class SparkpostServer:
             return Answer(422, error_body("substitution language syntax error", "3000", str(exc)))
         emails = [r.get("address", {}).get("email") for r in recipients]
         errors = [
-            {"message": "invalid data format/type", "description": f"invalid recipient address.email: {e}",
-             "code": "1300"}
+            {
+                "message": "invalid data format/type",
+                "description": f"invalid recipient address.email: {e}",
+                "code": "1300",
+            }
             for e in emails
             if e in self.invalid_recipients or not isinstance(e, str) or "@" not in e
         ]
@@ -392,9 +395,7 @@ class SparkpostServer:
         if len(valid) == 1 and valid[0] in self.suppressed:
             return suppressed_answer(transmission_id)
         with self._lock:
-            self.delivered.append(
-                Delivered(received, valid, headers, bodies["plain"], bodies["html"], mime)
-            )
+            self.delivered.append(Delivered(received, valid, headers, bodies["plain"], bodies["html"], mime))
         results: dict[str, Any] = {
             "total_rejected_recipients": len(errors),
             "total_accepted_recipients": len(valid),

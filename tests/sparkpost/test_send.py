@@ -48,9 +48,7 @@ async def test_a_message_is_posted_to_transmissions_with_the_raw_key_and_its_mim
     assert "sparkpost" == result.channel
 
 
-async def test_recipients_see_exactly_the_message(
-    server: SparkpostServer, channel: SparkpostChannel
-) -> None:
+async def test_recipients_see_exactly_the_message(server: SparkpostServer, channel: SparkpostChannel) -> None:
     message = Message(
         "Team <app@example.com>",
         ["Bob <bob@example.net>"],
@@ -82,7 +80,9 @@ async def test_non_ascii_names_subject_body_and_international_domains_arrive_int
     result = await channel.send(message)
 
     [delivered] = server.delivered
-    assert ["zoe@xn--bcher-kva.example"] == [r["address"]["email"] for r in server.received[0].json["recipients"]]
+    assert ["zoe@xn--bcher-kva.example"] == [
+        r["address"]["email"] for r in server.received[0].json["recipients"]
+    ]
     assert ("zoe@xn--bcher-kva.example",) == result.accepted
     assert "Jürgen Müller <jurgen@example.com>" == delivered.header("From")
     assert "Zoë <zoe@xn--bcher-kva.example>" == delivered.header("To")
@@ -102,7 +102,7 @@ async def test_attachments_keep_their_names_types_and_bytes(
         text="Attached.\n",
         attachments=[
             Attachment("Rechnung März.pdf", pdf, "application/pdf"),
-            Attachment("notes.txt", "{{not a template}}\n".encode(), "text/plain"),
+            Attachment("notes.txt", b"{{not a template}}\n", "text/plain"),
         ],
     )
 
@@ -181,13 +181,16 @@ async def test_a_message_with_only_bcc_recipients_sets_no_header_to(
     await channel.send(message)
 
     request = server.received[0]
-    assert [{"address": {"email": "sam@example.org"}}, {"address": {"email": "sue@example.org"}}] == request.json[
-        "recipients"
-    ]
+    assert [
+        {"address": {"email": "sam@example.org"}},
+        {"address": {"email": "sue@example.org"}},
+    ] == request.json["recipients"]
     assert request.rfc822["To"] is None
 
 
-async def test_reply_to_and_custom_headers_are_kept(server: SparkpostServer, channel: SparkpostChannel) -> None:
+async def test_reply_to_and_custom_headers_are_kept(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
     message = Message(
         "app@example.com",
         ["bob@example.net"],
