@@ -403,6 +403,12 @@ class SparkpostChannel(BaseChannel):
         self.timeout = float(timeout)
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(f"options must be a mapping, got {type(options).__name__}")
+        try:
+            json.dumps(dict(options or {}))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"options must be JSON data (SparkPost's transmission options): {exc}"
+            ) from None
         self.options: dict[str, Any] = {"open_tracking": False, "click_tracking": False, **(options or {})}
         if http_client is not None and transport is not None:
             raise ConfigurationError(
@@ -531,10 +537,10 @@ class SparkpostChannel(BaseChannel):
         results = body.get("results") if isinstance(body, dict) else None
         errors = self._errors(body)
         codes = {code for code, _ in errors}
-        if response.status_code == 200 and isinstance(results, dict) and results.get("id") is not None:
-            return self._accepted(message, results)
         if codes & _RECIPIENT_CODES:
             return self._refused(message, response.status_code, errors, results)
+        if response.status_code == 200 and isinstance(results, dict) and results.get("id") is not None:
+            return self._accepted(message, results)
         if response.status_code == 200:
             raise DeliveryUnknownError(
                 "SparkPost answered 200 but not with a transmission id "
@@ -709,11 +715,14 @@ class SparkpostChannel(BaseChannel):
             raise SenderNotAllowedError(self._sender_text(code, shown, message), **fields)
         if code in _CODES:
             kind, meaning = _CODES[code]
+            if issubclass(kind, TransientError):
+                fields["retry_after"] = _retry_after(response.headers.get("Retry-After"), self.clock.now())
             raise kind(f"SparkPost refused the request ({shown}): {meaning}.", **fields)
         if status == 503:
             raise TransientError(
                 f"SparkPost is not accepting requests at the moment ({shown}); nothing was sent. "
                 "Try again shortly.",
+                retry_after=_retry_after(response.headers.get("Retry-After"), self.clock.now()),
                 **fields,
             )
         if status >= 500:

@@ -139,9 +139,10 @@ async def test_a_key_read_with_a_trailing_newline_is_sent_trimmed(server: Sparkp
         ({"timeout": 0}, "timeout"),
         ({"timeout": True}, "timeout"),
         ({"options": ["open_tracking"]}, "options must be a mapping"),
+        ({"options": {"start_time": object()}}, "options must be JSON data"),
         ({"limits": {"max_connections": 2}}, "limits must be a Limits"),
     ],
-    ids=["zero-timeout", "bool-timeout", "options", "limits"],
+    ids=["zero-timeout", "bool-timeout", "options", "options-json", "limits"],
 )
 def test_inconsistent_options_are_configuration_errors(options: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):

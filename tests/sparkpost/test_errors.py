@@ -215,6 +215,16 @@ async def test_503_with_1900_is_transient(server: SparkpostServer, channel: Spar
     assert "nothing was sent" in str(error)
 
 
+async def test_a_503_with_retry_after_asks_to_wait_that_long(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(503, answers.GENERATION_UNAVAILABLE.body, headers={"Retry-After": "12"}))
+
+    error = await send_expecting(channel, TransientError)
+
+    assert 12.0 == error.retry_after
+
+
 async def test_503_without_a_code_is_transient(server: SparkpostServer, channel: SparkpostChannel) -> None:
     server.script(Answer(503, {"errors": [{"message": "Unable to contact authorization service."}]}))
 
