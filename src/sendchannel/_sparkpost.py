@@ -586,8 +586,8 @@ class SparkpostChannel(BaseChannel):
         status: int,
         errors: list[tuple[str | None, str]],
         results: object,
-    ) -> SendResult:
-        """A 1902 or 5002 answer: SparkPost refused recipients, possibly not saying which."""
+    ) -> NoReturn:
+        """Raise for a 1902 or 5002 answer: SparkPost refused recipients, possibly not saying which."""
         recipients = message.recipients
         refusals = [text for code, text in errors if code in _RECIPIENT_CODES]
         if isinstance(results, dict):

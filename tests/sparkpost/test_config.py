@@ -98,6 +98,7 @@ def test_a_base_url_that_is_not_an_https_api_root_is_refused(base_url: str, matc
         (["alice@example.com"], "is an address; give its domain \\('example.com'\\)"),
         (["not a domain"], "is not a domain name"),
         ([42], "must be strings"),
+        (42, "must be a sequence of domain names"),
     ],
 )
 def test_bad_domains_are_configuration_errors(domains: object, match: str) -> None:
@@ -139,10 +140,11 @@ async def test_a_key_read_with_a_trailing_newline_is_sent_trimmed(server: Sparkp
         ({"timeout": 0}, "timeout"),
         ({"timeout": True}, "timeout"),
         ({"options": ["open_tracking"]}, "options must be a mapping"),
+        ({"base_url": 8080}, "base_url must be a string"),
         ({"options": {"start_time": object()}}, "options must be JSON data"),
         ({"limits": {"max_connections": 2}}, "limits must be a Limits"),
     ],
-    ids=["zero-timeout", "bool-timeout", "options", "options-json", "limits"],
+    ids=["zero-timeout", "bool-timeout", "options", "base-url", "options-json", "limits"],
 )
 def test_inconsistent_options_are_configuration_errors(options: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):

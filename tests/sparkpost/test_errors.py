@@ -10,6 +10,7 @@ import pytest
 from sendchannel import (
     AuthenticationError,
     DeliveryUnknownError,
+    InvalidMessageError,
     Message,
     MessageRejectedError,
     PermanentError,
@@ -420,3 +421,63 @@ async def test_a_reply_that_echoes_the_key_never_shows_it(
     shown = " ".join([str(error), repr(error), error.reply or "", *(r.getMessage() for r in caplog.records)])
     assert [] == sentinels.leaked(shown)
     assert "header Authorization: *** refused" in (error.reply or "")
+
+
+# -- odd answers -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("soon", 5.0), ("Tue, 31 Mar 2026 22:16:00 -0000", 60.0), ("-3", 0.0)],
+    ids=["unreadable", "date-without-zone", "negative"],
+)
+async def test_an_odd_retry_after_is_read_sensibly(
+    server: SparkpostServer, clocked: SparkpostChannel, retry_after: str, expected: float
+) -> None:
+    server.script(Answer(429, answers.TOO_MANY_REQUESTS.body, headers={"Retry-After": retry_after}))
+
+    error = await send_expecting(clocked, ThrottledError)
+
+    assert expected == error.retry_after
+
+
+async def test_an_unknown_420_code_is_a_quota_error_without_resets_at(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(420, error_body("Exceed Sending Limit (weekly)", "2199")))
+
+    error = await send_expecting(channel, QuotaExceededError)
+
+    assert isinstance(error, QuotaExceededError)
+    assert (None, "2199") == (error.resets_at, error.enhanced_code)
+
+
+async def test_a_503_page_that_is_not_json_keeps_its_text(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(503, raw=b"<html>Service Unavailable</html>"))
+
+    error = await send_expecting(channel, TransientError)
+
+    assert "Service Unavailable: <html>Service Unavailable</html>" == error.reply
+
+
+async def test_an_unexpected_client_error_is_permanent(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(405, error_body("invalid HTTP method", "1102")))
+
+    error = await send_expecting(channel, PermanentError)
+
+    assert (405, "1102") == (error.code, error.enhanced_code)
+
+
+async def test_template_syntax_in_the_message_id_is_refused_before_sending(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    with pytest.raises(InvalidMessageError, match="message_id"):
+        await channel.send(
+            Message("app@example.com", ["b@example.net"], text="x", message_id="<a{{b}}@example.com>")
+        )
+
+    assert [] == server.received

@@ -6,8 +6,14 @@ import logging
 
 import pytest
 
-from sendchannel import AuthenticationError, SenderNotAllowedError, SparkpostChannel
-from tests.sparkpost.server import API_KEY, SparkpostServer, domain_object
+from sendchannel import (
+    AuthenticationError,
+    PermanentError,
+    SenderNotAllowedError,
+    SparkpostChannel,
+    TransientError,
+)
+from tests.sparkpost.server import API_KEY, Answer, SparkpostServer, domain_object, error_body
 
 
 def channel_for(server: SparkpostServer, *domains: str, key: str = API_KEY) -> SparkpostChannel:
@@ -97,3 +103,31 @@ async def test_verify_with_a_key_that_cannot_read_domains_names_the_permission(
     async with channel_for(server, "example.com") as channel:
         with pytest.raises(AuthenticationError, match="'Sending Domains: Read-only' permission"):
             await channel.verify()
+
+
+async def test_a_server_error_while_verifying_is_transient(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(500, error_body("Failed to read from database", "1501")))
+
+    with pytest.raises(TransientError) as caught:
+        await channel.verify()
+
+    assert type(caught.value) is TransientError
+
+
+async def test_an_answer_without_a_list_of_domains_is_a_permanent_error(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.script(Answer(200, {"results": {"domain": "example.com"}}))
+
+    with pytest.raises(PermanentError, match="no list of results"):
+        await channel.verify()
+
+
+async def test_malformed_domain_entries_are_skipped(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    server.sending_domains[:0] = [{"status": {}}, "example.com", {"domain": 7}]  # type: ignore[list-item]
+
+    assert frozenset({"example.com"}) == await channel.verified_domains()
