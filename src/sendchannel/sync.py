@@ -226,13 +226,15 @@ class SyncChannel:
         else:
             finalizer()  # runs _shut_down once, and never again at exit
 
-    def _check_thread(self) -> None:
+    def _check_thread(self, *, in_event_loop: bool = False) -> None:
         runner = self._runner
         if runner is not None and runner.in_loop_thread():
             raise RuntimeError(
                 "SyncChannel was called from its own event loop (from inside a send); await "
                 "SyncChannel.channel's methods there instead"
             )
+        if in_event_loop:
+            return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -250,8 +252,9 @@ class SyncChannel:
             self._finalizer = weakref.finalize(self, _shut_down, self._runner, self._channel)
         return self._runner
 
-    def _call(self, method: Callable[..., Awaitable[T]], *args: Any) -> T:
-        self._check_thread()
+    def _call(self, method: Callable[..., Awaitable[T]], *args: Any, in_event_loop: bool = False) -> T:
+        # in_event_loop: block even a thread that runs an event loop (for Django, whose own backends do).
+        self._check_thread(in_event_loop=in_event_loop)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"SyncChannel for {self._label} is closed; create a new one")

@@ -257,7 +257,7 @@ def test_ctrl_c_while_waiting_cancels_the_send_in_flight() -> None:
 
 def test_overrides_need_a_url() -> None:
     with pytest.raises(TypeError, match="overrides only with a URL"):
-        SyncChannel(FakeChannel(), timeout=3)  # type: ignore[arg-type]
+        SyncChannel(FakeChannel(), timeout=3)
 
 
 def test_an_unknown_scheme_is_a_configuration_error() -> None:
