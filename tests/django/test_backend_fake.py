@@ -142,9 +142,7 @@ def test_send_mass_mail_counts_the_messages_sent_and_skips_those_without_recipie
 
 def test_mail_admins_uses_the_backend(outbox: list[Message]) -> None:
     mail.mail_admins("Disk full", "on web-1")
-    assert [("server@example.com", ("ops@example.com",))] == [
-        (m.sender, m.to) for m in outbox
-    ]
+    assert [("server@example.com", ("ops@example.com",))] == [(m.sender, m.to) for m in outbox]
 
 
 def test_a_failed_send_raises_the_channels_error_after_the_messages_before_it(
@@ -277,9 +275,7 @@ def test_sending_from_an_async_view_blocks_like_djangos_own_backends(outbox: lis
 
 def test_many_request_threads_send_at_once(outbox: list[Message]) -> None:
     threads = [
-        threading.Thread(
-            target=mail.send_mail, args=(f"m{i}", "x", "app@example.com", [f"u{i}@example.com"])
-        )
+        threading.Thread(target=mail.send_mail, args=(f"m{i}", "x", "app@example.com", [f"u{i}@example.com"]))
         for i in range(16)
     ]
     for thread in threads:

@@ -147,9 +147,7 @@ def _configuration(options: dict[str, Any]) -> tuple[Hashable, Callable[[], Chan
     url = options.get("url") or getattr(settings, "SENDCHANNEL_URL", None)
     factory = getattr(settings, "SENDCHANNEL_CHANNEL", None)
     if url and factory is not None and not options.get("url"):
-        raise ImproperlyConfigured(
-            "Both SENDCHANNEL_URL and SENDCHANNEL_CHANNEL are set; keep one of them."
-        )
+        raise ImproperlyConfigured("Both SENDCHANNEL_URL and SENDCHANNEL_CHANNEL are set; keep one of them.")
     if url:
         if not isinstance(url, str):
             raise ImproperlyConfigured(

@@ -1,0 +1,784 @@
+"""The ``sendchannel`` command (also ``python -m sendchannel``).
+
+Commands: ``demo``, ``verify URL``, ``send URL ...``, ``info URL`` and ``sink``. Exit codes:
+
+==  ====================================================================================
+0   done
+1   a bug in sendchannel (a traceback is printed)
+2   usage or configuration error: bad arguments, an unknown scheme, a missing secret
+3   permanent failure: trying again will fail the same way (wrong password, refused)
+4   transient failure: try again later (connection lost, throttled, quota spent)
+5   unknown outcome: the message may have been sent; check before sending it again
+130 interrupted (Ctrl-C)
+==  ====================================================================================
+
+Secrets come from the URL (percent-encoded), the ``SENDCHANNEL_PASSWORD`` environment variable, or a
+prompt that does not echo; they are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import getpass
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable, Sequence
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+
+from sendchannel import __version__
+from sendchannel._channel import Channel
+from sendchannel._limits import Limits, Rate
+from sendchannel._message import Attachment, Message
+from sendchannel._registry import channel_from_url, redact_url, schemes, split_url
+from sendchannel._result import SendResult
+from sendchannel._scope import CredentialScope, ScopeKind
+from sendchannel.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionLostError,
+    DeliveryUnknownError,
+    InvalidMessageError,
+    QuotaExceededError,
+    SenderNotAllowedError,
+    SendError,
+    ThrottledError,
+)
+
+if TYPE_CHECKING:
+    from sendchannel._bulk import Outcome
+    from sendchannel._sink import ReceivedMessage
+
+__all__ = ["ExitCode", "main"]
+
+PASSWORD_ENV = "SENDCHANNEL_PASSWORD"  # noqa: S105 - the variable's name, not a password
+
+
+class ExitCode(enum.IntEnum):
+    """The command's exit status."""
+
+    OK = 0
+    BUG = 1
+    USAGE = 2
+    PERMANENT = 3
+    TRANSIENT = 4
+    UNKNOWN = 5
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: printed as one line, exit status 2."""
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit status for an error a command ends with."""
+    if isinstance(error, (ConfigurationError, InvalidMessageError, UsageError)):
+        return ExitCode.USAGE
+    if isinstance(error, DeliveryUnknownError):
+        return ExitCode.UNKNOWN
+    if isinstance(error, QuotaExceededError):
+        return ExitCode.TRANSIENT
+    if isinstance(error, SendError):
+        return ExitCode.TRANSIENT if error.transient else ExitCode.PERMANENT
+    return ExitCode.BUG
+
+
+# -- output ----------------------------------------------------------------------------------------
+
+
+class _Out:
+    """stdout and stderr, flushed at every line (the sink's output is often piped)."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stdout, flush=True)
+
+    def error(self, text: str) -> None:
+        print(text, file=self.stderr, flush=True)
+
+
+def _describe_error(error: SendError) -> list[str]:
+    lines = [f"  {type(error).__name__}: {error}"]
+    if error.reply and error.reply not in str(error):
+        lines.append(f"  Server said: {error.reply}")
+    return lines
+
+
+# -- building channels -----------------------------------------------------------------------------
+
+#: The keyword argument that takes the secret, for the built-in schemes that have one.
+_SECRET_OPTION = {"smtp": "password", "smtps": "password", "office365": "password", "sparkpost": "api_key"}
+
+
+def _secret(url: str, *, interactive: bool) -> dict[str, str]:
+    """The secret the URL lacks, from SENDCHANNEL_PASSWORD or a prompt, as a channel override."""
+    scheme = url.split("://", 1)[0].lower()
+    option = _SECRET_OPTION.get(scheme)
+    if option is None:
+        return {}
+    try:
+        parts = split_url(url)
+        username = parts.username
+        has_secret = bool(parts.username) if option == "api_key" else parts.password is not None
+    except ValueError:
+        return {}  # channel_from_url explains what is wrong with the URL
+    needs_secret = not has_secret and (option == "api_key" or bool(username) or scheme == "office365")
+    if not needs_secret:
+        return {}
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return {option: from_env}
+    what = "API key" if option == "api_key" else "password"
+    if interactive and sys.stdin.isatty():
+        label = f"{what.capitalize()} for {redact_url(url)}: "
+        return {option: getpass.getpass(label)}
+    if not interactive:
+        return {}
+    raise UsageError(
+        f"{redact_url(url)} has no {what}; set it in the {PASSWORD_ENV} environment variable, put it in "
+        "the URL (percent-encoded), or run the command in a terminal to be asked for it"
+    )
+
+
+def _tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    if ca_file is None:
+        return None
+    path = Path(ca_file)
+    if not path.is_file():
+        raise UsageError(
+            f"--ca-file {ca_file}: no such file; give the PEM file of your certificate authority"
+        )
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(
+            f"--ca-file {ca_file}: not a PEM certificate file ({exc}); export the authority's "
+            "certificate in PEM form"
+        ) from None
+
+
+def _build_channel(args: argparse.Namespace, *, interactive: bool = True) -> Channel:
+    url: str = args.url
+    overrides: dict[str, Any] = _secret(url, interactive=interactive)
+    context = _tls_context(getattr(args, "ca_file", None))
+    if context is not None:
+        overrides["tls_context"] = context
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        overrides["timeout"] = timeout
+    try:
+        return channel_from_url(url, **overrides)
+    except TypeError as exc:
+        options = ", ".join(sorted(k for k in overrides if k in ("tls_context", "timeout")))
+        hint = f" (it does not take {options.replace('tls_context', '--ca-file')})" if options else ""
+        raise UsageError(f"cannot build a channel from {redact_url(url)}{hint}: {exc}") from None
+
+
+# -- sink ------------------------------------------------------------------------------------------
+
+
+def _summarise(received: ReceivedMessage, number: int) -> list[str]:
+    message = BytesParser(policy=policy.default).parsebytes(received.data)
+    lines = [
+        f"--- message {number}: {len(received.data):,} bytes from <{received.mail_from}> "
+        f"to {', '.join(f'<{r}>' for r in received.rcpt_tos)}"
+        + (f" (logged in as {received.login})" if received.login else "")
+    ]
+    for name in ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID"):
+        value = message.get(name)
+        if value is not None:
+            lines.append(f"{name}: {value}")
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is not None:
+        content = body.get_content()
+        text = content if isinstance(content, str) else "<binary body>"
+        lines.append("")
+        lines.extend(text.rstrip("\n").splitlines()[:40])
+    for part in message.iter_attachments():
+        size = len(part.get_payload(decode=True) or b"")
+        name = part.get_filename() or part.get("Content-ID") or "(unnamed)"
+        lines.append(f"[attachment: {name}, {part.get_content_type()}, {size:,} bytes]")
+    return lines
+
+
+async def _run_sink(args: argparse.Namespace, out: _Out, received: list[ReceivedMessage]) -> None:
+    from sendchannel._sink import SmtpSink
+
+    def show(message: ReceivedMessage) -> None:
+        received.append(message)
+        if args.raw:
+            out.line(f"--- message {len(received)} from <{message.mail_from}>")
+            out.line(message.data.decode("utf-8", "replace").rstrip("\r\n").replace("\r\n", "\n"))
+        else:
+            for line in _summarise(message, len(received)):
+                out.line(line)
+        out.line()
+
+    sink = SmtpSink(args.host, args.port, on_message=show)
+    try:
+        await sink.start()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); pick another port with --port"
+        ) from None
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' event loop
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        out.line(f"sendchannel sink listening on {args.host}:{sink.port}; press Ctrl-C to stop.")
+        out.line(
+            f"Send to it with: sendchannel send 'smtp://{args.host}:{sink.port}?tls=none' "
+            "--from you@example.com --to someone@example.com --subject Hello --text Hi"
+        )
+        out.line()
+        await stop.wait()
+    finally:
+        await sink.stop()
+
+
+def _cmd_sink(args: argparse.Namespace, out: _Out) -> ExitCode:
+    received: list[ReceivedMessage] = []
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_sink(args, out, received))
+    count = len(received)
+    out.line(f"Stopped; received {count} message{'' if count == 1 else 's'}.")
+    return ExitCode.OK
+
+
+# -- info ------------------------------------------------------------------------------------------
+
+
+def _sample_sender(scope: CredentialScope) -> str:
+    if scope.kind is ScopeKind.PER_ADDRESS:
+        return scope.identities[0]
+    if scope.kind is ScopeKind.PER_DOMAIN:
+        return "postmaster@" + scope.identities[0].removeprefix("*.").rstrip(".")
+    return "anyone@example.com"
+
+
+def _sharing(scope: CredentialScope) -> str:
+    if scope.kind is ScopeKind.PER_ADDRESS:
+        return (
+            "no: it belongs to one mailbox, so only that mailbox may send with it, and a password change "
+            "or revocation by its owner breaks every sender that uses it; give each person or service "
+            "its own channel"
+        )
+    if scope.kind is ScopeKind.PER_DOMAIN:
+        return (
+            f"yes: it covers every address at {', '.join(scope.identities)}, so a team sending from "
+            "those domains may share it (and its limits)"
+        )
+    return "yes, as far as sendchannel knows: it is not tied to a sender; the server's owner decides"
+
+
+def _limit_lines(limits: Limits) -> list[str]:
+    lines = [f"  {rate}" for rate in limits.rates]
+    if limits.max_recipients_per_message is not None:
+        lines.append(f"  at most {limits.max_recipients_per_message:,} recipients a message")
+    if limits.max_message_bytes is not None:
+        lines.append(f"  messages up to {limits.max_message_bytes:,} bytes")
+    if limits.max_connections is not None:
+        lines.append(f"  at most {limits.max_connections} concurrent connections")
+    return lines or ["  none declared (pass limits= to declare what your provider allows)"]
+
+
+async def _store_report(args: argparse.Namespace, channel: Channel) -> list[str]:
+    from sendchannel import _throttle
+
+    spec: str = args.store
+    if spec.startswith("sqlite:"):
+        path = spec.removeprefix("sqlite:").removeprefix("//")
+        if not path:
+            raise UsageError("--store sqlite:PATH needs a path, such as sqlite:quota.db")
+        store: Any = _throttle.SqliteStore(path)
+    elif spec.startswith(("redis://", "rediss://", "unix://")):
+        store = _throttle.RedisStore(spec)
+    else:
+        raise UsageError(f"--store {spec!r}: write sqlite:PATH or redis://host:port/db")
+    throttler = _throttle.Throttler(channel, store=store)
+    try:
+        permits = await throttler.permits_left()
+    finally:
+        await throttler.aclose()
+    lines = [f"Permits left in {redact_url(spec) if '://' in spec else spec} (key {throttler.key}):"]
+    for rate, left, next_in in permits:
+        wait = "" if left else f"; the next in {next_in:.1f} s"
+        lines.append(f"  {rate}: {left:,} left{wait}")
+    return lines
+
+
+def _cmd_info(args: argparse.Namespace, out: _Out) -> ExitCode:
+    channel = _build_channel(args, interactive=False)
+    scope = channel.scope
+    sender = args.sender or _sample_sender(scope)
+    out.line(f"Channel:  {channel.name} ({redact_url(args.url)})")
+    out.line(f"Scope:    {scope}")
+    out.line(f"Shareable: {_sharing(scope)}")
+    verdict = "allowed" if scope.allows(sender) else "not allowed"
+    out.line(f"Sender {sender}: {verdict}. {scope.explain(sender)}")
+    out.line("Limits:")
+    for line in _limit_lines(channel.limits):
+        out.line(line)
+    if args.store:
+        for line in asyncio.run(_store_report(args, channel)):
+            out.line(line)
+    asyncio.run(_close(channel))
+    return ExitCode.OK
+
+
+async def _close(channel: Channel) -> None:
+    await channel.aclose()
+
+
+# -- verify ----------------------------------------------------------------------------------------
+
+
+def _verify_hint(error: SendError, args: argparse.Namespace) -> str | None:
+    text = f"{error} {error.reply or ''}".lower()
+    if "certificate" in text or ("ssl" in text and "verify" in text):
+        return (
+            "The server's TLS certificate is not trusted here. If it comes from your organisation's own "
+            "certificate authority, pass --ca-file PATH (or set SSL_CERT_FILE); otherwise check the "
+            "host name."
+        )
+    if "starttls" in text:
+        return (
+            "The server does not offer STARTTLS on this port. Use the port your provider gives for "
+            "submission (587 with STARTTLS, or smtps:// on 465); sendchannel never sends a password "
+            "over an unencrypted connection."
+        )
+    if isinstance(error, AuthenticationError):
+        if "5.7.139" in text or "basic auth" in text:
+            return (
+                "The tenant or mailbox has SMTP AUTH (Basic authentication) disabled: ask an "
+                "administrator to enable it for this mailbox, or use OAuth (token_provider)."
+            )
+        return (
+            f"Check the user name and the password (from the URL or {PASSWORD_ENV}); if the password "
+            "changed recently, update it here too."
+        )
+    if isinstance(error, SenderNotAllowedError) or "permission" in text or "forbidden" in text:
+        return (
+            "The credential works but lacks a permission: give the API key the permission to send "
+            "(for SparkPost, 'Transmissions: Read/Write'), or verify the sending domain."
+        )
+    if isinstance(error, ConnectionLostError):
+        return "Check the host name and port, and that a firewall lets this machine reach the server."
+    if isinstance(error, ThrottledError):
+        return "The provider asked to slow down; try again in a while."
+    return None
+
+
+def _cmd_verify(args: argparse.Namespace, out: _Out) -> ExitCode:
+    channel = _build_channel(args)
+    label = redact_url(args.url)
+
+    async def verify() -> None:
+        async with channel:
+            await channel.verify()
+
+    try:
+        asyncio.run(verify())
+    except SendError as error:
+        out.error(f"Verification of {label} failed.")
+        for line in _describe_error(error):
+            out.error(line)
+        hint = _verify_hint(error, args)
+        if hint:
+            out.error(f"  What to do: {hint}")
+        return exit_code_for(error)
+    out.line(f"OK: reached {label} and authenticated; nothing was sent.")
+    out.line(f"  Scope:  {channel.scope}")
+    out.line(f"  Limits: {channel.limits}")
+    return ExitCode.OK
+
+
+# -- send ------------------------------------------------------------------------------------------
+
+
+def _read_body(value: str | None) -> str | None:
+    if value == "-":
+        return sys.stdin.read()
+    return value
+
+
+def _attachment(path_text: str) -> Attachment:
+    path = Path(path_text)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--attach {path_text}: {exc.strerror or exc}") from None
+    return Attachment(path.name, content)  # the type is guessed from the file name
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not name.strip():
+        raise UsageError(f"--header {text!r}: write it as 'Name: value'")
+    return name.strip(), value.strip()
+
+
+def _message(args: argparse.Namespace) -> Message:
+    if args.text == "-" and args.html == "-":
+        raise UsageError("only one of --text and --html can be read from standard input")
+    return Message(
+        args.sender,
+        args.to,
+        cc=args.cc,
+        bcc=args.bcc,
+        reply_to=args.reply_to,
+        subject=args.subject,
+        text=_read_body(args.text),
+        html=_read_body(args.html),
+        headers=dict(_header(h) for h in args.header),
+        attachments=[_attachment(p) for p in args.attach],
+    )
+
+
+def _result_lines(result: SendResult) -> list[str]:
+    lines = [
+        f"Sent {result.message_id} through {result.channel or 'the channel'}.",
+        f"  provider id: {result.provider_id or '(none given)'}",
+        f"  accepted:    {', '.join(result.accepted) or '(none)'}",
+    ]
+    for recipient, reply in result.rejected.items():
+        lines.append(f"  rejected:    {recipient}: {reply}")
+    lines.append(f"  attempts:    {result.attempts}")
+    return lines
+
+
+def _cmd_send(args: argparse.Namespace, out: _Out) -> ExitCode:
+    message = _message(args)
+    channel = _build_channel(args)
+    label = redact_url(args.url)
+
+    async def send() -> SendResult:
+        async with channel:
+            return await channel.send(message)
+
+    try:
+        result = asyncio.run(send())
+    except SendError as error:
+        code = exit_code_for(error)
+        if code is ExitCode.UNKNOWN:
+            out.error(f"The outcome of {message.message_id} through {label} is not known.")
+            for line in _describe_error(error):
+                out.error(line)
+            out.error("  It may have been sent: check the recipient's mailbox before sending it again.")
+        else:
+            out.error(f"Sending {message.message_id} through {label} failed.")
+            for line in _describe_error(error):
+                out.error(line)
+            if code is ExitCode.TRANSIENT:
+                after = f" after {error.retry_after:.0f} s" if error.retry_after else " later"
+                out.error(f"  This may pass: try again{after}.")
+        return code
+    for line in _result_lines(result):
+        out.line(line)
+    return ExitCode.OK
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+#: Recipients the demo's server treats specially, to show a refusal and a retry.
+_DEMO_REFUSED = "nobody@demo.invalid"
+_DEMO_BUSY = "busy@demo.invalid"
+
+
+class _ProgressBar:
+    """A plain-text progress bar: redrawn in place on a terminal, a new line every 10% elsewhere."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.counts: dict[str, int] = {}
+        self.done = 0
+        self._tty = stream.isatty()
+        self._last_tenth = -1
+
+    def update(self, outcome: Outcome) -> None:
+        self.done += 1
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        if self._tty:
+            self.stream.write("\r" + self.render())
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+            return
+        tenth = self.done * 10 // self.total
+        if tenth != self._last_tenth:
+            self._last_tenth = tenth
+            print(self.render(), file=self.stream, flush=True)
+
+    def render(self) -> str:
+        filled = self.done * self.WIDTH // self.total if self.total else self.WIDTH
+        counts = "  ".join(f"{status} {n}" for status, n in sorted(self.counts.items()))
+        return f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}  {counts}"
+
+
+class _RecordingClock:
+    """The system clock, recording each wait the throttler and the retry layer make."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(max(0.0, seconds))
+        await asyncio.sleep(max(0.0, seconds))
+
+
+def _busiest_window(times: Sequence[float], window: float) -> int:
+    ordered = sorted(times)
+    busiest, start = 0, 0
+    for end, moment in enumerate(ordered):
+        while moment - ordered[start] >= window:
+            start += 1
+        busiest = max(busiest, end - start + 1)
+    return busiest
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if i == len(row) - 1 or not cell[:1].isdigit() else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+        if index == 0:
+            lines.append("  " + "  ".join("-" * width for width in widths))
+    return lines
+
+
+async def _run_demo(args: argparse.Namespace, out: _Out) -> ExitCode:
+    from sendchannel._bulk import send_all
+    from sendchannel._retry import Retrying, RetryPolicy
+    from sendchannel._sink import SmtpSink
+    from sendchannel._smtp import SmtpChannel
+    from sendchannel._throttle import Throttler
+
+    arrivals: list[float] = []
+    busy_once = {_DEMO_BUSY}
+
+    def refuse(address: str) -> str | None:
+        if address.lower() == _DEMO_REFUSED:
+            return "550 5.1.1 <nobody@demo.invalid>: no such user here"
+        if address.lower() in busy_once:
+            busy_once.discard(address.lower())
+            return "451 4.3.0 Busy, try again later"
+        return None
+
+    rate = Rate(args.rate, 1.0)
+    count = args.count
+    async with SmtpSink(on_message=lambda _: arrivals.append(time.monotonic()), on_rcpt=refuse) as sink:
+        out.line(f"An SMTP server is listening inside this process on 127.0.0.1:{sink.port}.")
+        out.line(
+            f"Sending {count} messages through Retrying(Throttler(SmtpChannel(...))) under a "
+            f"demonstration limit of {rate}."
+        )
+        out.line(
+            f"One recipient ({_DEMO_BUSY}) is refused once with 451 and retried; one ({_DEMO_REFUSED}) "
+            "does not exist, which is not retried."
+        )
+        out.line()
+        clock = _RecordingClock()
+        smtp = SmtpChannel("127.0.0.1", sink.port, tls="none", timeout=10.0)
+        throttler = Throttler(smtp, limits=Limits(rates=(rate,)), clock=clock)
+        channel = Retrying(throttler, RetryPolicy(attempts=3, initial=0.2, maximum=1.0, jitter=False))
+        recipients = [f"user{i:02d}@demo.example" for i in range(count)]
+        if count >= 3:
+            recipients[count // 3] = _DEMO_BUSY
+            recipients[2 * count // 3] = _DEMO_REFUSED
+        messages = [
+            Message(
+                "Demo <demo@sendchannel.example>",
+                [to],
+                subject=f"Demo message {i + 1} of {count}",
+                text=f"Hello from sendchannel's demo (message {i + 1}).",
+            )
+            for i, to in enumerate(recipients)
+        ]
+        bar = _ProgressBar(count, out.stdout)
+        started = time.monotonic()
+        async with channel:
+            report = await send_all(channel, messages, progress=bar.update)
+        elapsed = time.monotonic() - started
+
+    out.line()
+    out.line("Outcomes:")
+    rows = [["status", "messages", "attempts", "detail"]]
+    for status in ("sent", "failed", "unknown", "skipped"):
+        outcomes = [o for o in report.outcomes if o.status == status]
+        if not outcomes:
+            continue
+        attempts = sum(
+            o.result.attempts if o.result is not None else getattr(o.error, "attempts", 1) for o in outcomes
+        )
+        retried = [o for o in outcomes if o.result is not None and o.result.attempts > 1]
+        details = []
+        if retried:
+            details.append(f"{len(retried)} after a retry")
+        for failed in outcomes:
+            if failed.error is not None:
+                details.append(f"{failed.message.to[0]}: {type(failed.error).__name__} ({failed.error.code})")
+        rows.append([status, str(len(outcomes)), str(attempts), "; ".join(details) or "-"])
+    for line in _table(rows):
+        out.line(line)
+    out.line()
+    throttled = [w for w in clock.waits if w > 0]
+    out.line(f"Throttler ({rate}):")
+    out.line(
+        f"  held sends back {len(throttled)} times, {sum(throttled):.1f} s in all (longest wait "
+        f"{max(throttled, default=0.0):.2f} s)"
+    )
+    out.line(
+        f"  busiest second at the server: {_busiest_window(arrivals, rate.per)} messages "
+        f"(the limit is {rate.count})"
+    )
+    out.line(f"  {len(arrivals)} messages delivered in {elapsed:.1f} s")
+    return ExitCode.OK
+
+
+def _cmd_demo(args: argparse.Namespace, out: _Out) -> ExitCode:
+    if args.count < 1 or args.rate < 1:
+        raise UsageError("--count and --rate must be at least 1")
+    return asyncio.run(_run_demo(args, out))
+
+
+# -- the parser ------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _url_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "url",
+        metavar="URL",
+        help=f"the channel, e.g. smtp://user@host:587 (schemes: {', '.join(schemes())}); the password "
+        f"may be left out and given in {PASSWORD_ENV} or at the prompt",
+    )
+
+
+def _tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-file", metavar="PATH", help="trust this certificate authority (PEM file) for the server"
+    )
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="bound each network wait")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sendchannel",
+        description="Send mail through SMTP, Office 365, Gmail or SparkPost, within each provider's limits.",
+        epilog="Exit status: 0 done, 2 usage or configuration error, 3 permanent failure, 4 transient "
+        "failure (try again later), 5 unknown outcome (the message may have been sent).",
+    )
+    parser.add_argument("--version", action="version", version=f"sendchannel {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the library does")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo",
+        help="send a batch to an SMTP server inside this process, throttled and retried",
+        description="Start an SMTP server on 127.0.0.1 inside this process, send a batch through a "
+        "throttled, retried SmtpChannel with a progress bar, then show the outcomes and what the "
+        "throttler did. Needs nothing else running.",
+    )
+    demo.add_argument("--count", type=int, default=40, help="messages to send (default 40)")
+    demo.add_argument("--rate", type=int, default=10, help="the limit, in messages a second (default 10)")
+    demo.set_defaults(run=_cmd_demo)
+
+    verify = commands.add_parser(
+        "verify",
+        help="connect and authenticate without sending",
+        description="Reach the provider and authenticate, sending nothing; on failure, say why and what "
+        "to do.",
+    )
+    _url_argument(verify)
+    _tls_arguments(verify)
+    verify.set_defaults(run=_cmd_verify)
+
+    send = commands.add_parser("send", help="send one message", description="Send one message.")
+    _url_argument(send)
+    send.add_argument("--from", dest="sender", required=True, metavar="ADDRESS", help="the sender")
+    send.add_argument("--to", action="append", default=[], metavar="ADDRESS", help="a recipient (repeat)")
+    send.add_argument("--cc", action="append", default=[], metavar="ADDRESS", help="a copy recipient")
+    send.add_argument("--bcc", action="append", default=[], metavar="ADDRESS", help="a blind-copy recipient")
+    send.add_argument("--reply-to", action="append", default=[], metavar="ADDRESS", help="a reply-to address")
+    send.add_argument("--subject", default="", help="the subject")
+    send.add_argument("--text", help="the plain-text body ('-' reads standard input)")
+    send.add_argument("--html", help="the HTML body ('-' reads standard input)")
+    send.add_argument("--attach", action="append", default=[], metavar="PATH", help="attach a file (repeat)")
+    send.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'", help="a header")
+    _tls_arguments(send)
+    send.set_defaults(run=_cmd_send)
+
+    info = commands.add_parser(
+        "info",
+        help="show a channel's scope, whether it may be shared, and its limits",
+        description="Show the channel's credential scope, whether a team may share the credential and "
+        "why, its limits, and with --store the permits left. Connects to nothing but the store.",
+    )
+    _url_argument(info)
+    info.add_argument("--sender", metavar="ADDRESS", help="explain whether this sender is covered")
+    info.add_argument(
+        "--store", metavar="STORE", help="a throttle store to read: sqlite:PATH or redis://host:port/db"
+    )
+    _tls_arguments(info)
+    info.set_defaults(run=_cmd_info)
+
+    sink = commands.add_parser(
+        "sink",
+        help="run a local SMTP server that prints what it receives",
+        description="Run an SMTP server that accepts every message and prints it; Ctrl-C stops it.",
+    )
+    sink.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    sink.add_argument("--port", type=int, default=1025, help="the port (default 1025; 0 picks a free one)")
+    sink.add_argument("--raw", action="store_true", help="print each message's bytes as received")
+    sink.set_defaults(run=_cmd_sink)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    out = _Out(sys.stdout, sys.stderr)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    run: Callable[[argparse.Namespace, _Out], ExitCode] = args.run
+    try:
+        return int(run(args, out))
+    except (UsageError, ConfigurationError, InvalidMessageError) as error:
+        out.error(f"sendchannel {args.command}: error: {error}")
+        return int(ExitCode.USAGE)
+    except SendError as error:
+        out.error(f"sendchannel {args.command}: {type(error).__name__}: {error}")
+        return int(exit_code_for(error))
+    except KeyboardInterrupt:
+        out.error("Interrupted.")
+        return int(ExitCode.INTERRUPTED)
