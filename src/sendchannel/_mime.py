@@ -95,13 +95,16 @@ def _address_header(name: str, addresses: Iterable[ParsedAddress]) -> str:
 # -- bodies --------------------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _seven_bit(text: str) -> bool:
-    if not text.isascii():
-        return False
-    for line in text.split("\n"):
-        if len(line) > 900 or any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in line):
-            return False
-    return True
+    # ASCII without control characters and with lines short enough for SMTP (998 octets).
+    return (
+        text.isascii()
+        and _CONTROL.search(text) is None
+        and (len(text) <= 900 or max(map(len, text.split("\n"))) <= 900)
+    )
 
 
 def _base64_lines(data: bytes) -> str:
@@ -162,6 +165,10 @@ def _content(message: Message) -> list[str]:
     attachments = message.attachments
     related = [a for a in attachments if a.inline] if message.html is not None else []
     mixed = [a for a in attachments if a not in related] if related else list(attachments)
+    if not mixed and not related and (message.text is None or message.html is None):
+        only = message.html if message.html is not None else (message.text or "")
+        subtype = "html" if message.html is not None else "plain"
+        return _text_part(only, subtype, alone=True)
     alternatives: list[list[str]] = []
     if message.text is not None or message.html is None:
         alternatives.append(_text_part(message.text or "", "plain"))
@@ -170,10 +177,6 @@ def _content(message: Message) -> list[str]:
         if related:
             html = _multipart("related", [html, *(_attachment_part(a, True) for a in related)])
         alternatives.append(html)
-    if len(alternatives) == 1 and not mixed and not related:
-        only = message.html if message.html is not None else (message.text or "")
-        subtype = "html" if message.html is not None else "plain"
-        return _text_part(only, subtype, alone=True)
     body = alternatives[0] if len(alternatives) == 1 else _multipart("alternative", alternatives)
     if mixed:
         body = _multipart("mixed", [body, *(_attachment_part(a, a.inline) for a in mixed)])

@@ -204,3 +204,13 @@ async def test_each_send_is_logged_without_the_body(caplog: pytest.LogCaptureFix
     assert [level for level, _ in records] == [logging.DEBUG, logging.WARNING]
     assert all(sent.message_id in text and "channel=fake" in text for _, text in records)
     assert all("secret body" not in text for _, text in records)
+
+
+async def test_plugin_fixtures_in_this_suite(
+    fake_channel: FakeChannel, outbox: list[Message], virtual_clock: VirtualClock
+) -> None:
+    """The fixtures work in our own suite too: memory:// sends land in ``outbox``."""
+    await channel_from_url("memory://").send(message())
+    assert [fake_channel.outbox[0]] == outbox
+    await virtual_clock.sleep(10)
+    assert 10.0 == virtual_clock.now()
