@@ -322,7 +322,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             ``timeout``, ``ssl_keyfile``, ``ssl_certfile``) override the ``EMAIL_*`` settings.
 
     Raises:
-        ImproperlyConfigured: The settings do not describe a channel (raised when sending, or by
+        django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel (raised when sending, or by
             :meth:`open`).
     """
 
@@ -345,7 +345,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             True when this call opened it (Django's convention); False when it was already open.
 
         Raises:
-            ImproperlyConfigured: The settings do not describe a channel.
+            django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel.
         """
         if self._channel is not None and not self._channel.closed:
             return False
@@ -365,7 +365,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         Raises:
             SendError: A send failed (not with ``fail_silently``).
             InvalidMessageError: A message cannot be sent as built (not with ``fail_silently``).
-            ImproperlyConfigured: The settings do not describe a channel.
+            django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel.
         """
         messages = list(email_messages)
         if not messages:
