@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 
 _FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})\s*(?:python|py|\{code-block\}\s+python|\{code\}\s+python)\s*$")
+_MODULE_PREFIX = "docs_example_"
 _LOCAL_HOSTS = {"127.0.0.1", "::1", "localhost", None, ""}
 
 
@@ -88,17 +89,17 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_channel: FakeC
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
-    with _registry._lock:
-        registered = dict(_registry._factories)
     yield
+    # Forget the schemes the page registered (built-in ones, registered on import, stay).
     with _registry._lock:
-        _registry._factories.clear()
-        _registry._factories.update(registered)
+        for scheme, (_, source) in list(_registry._factories.items()):
+            if source.startswith(_MODULE_PREFIX):
+                _registry._unregister(scheme)
 
 
 def run_page(page: Path) -> None:
     """Run the page's Python blocks in order in one module namespace; a failure names the page and line."""
-    module = types.ModuleType("docs_example_" + re.sub(r"\W", "_", page.stem))
+    module = types.ModuleType(_MODULE_PREFIX + re.sub(r"\W", "_", page.stem))
     module.__file__ = str(page)
     sys.modules[module.__name__] = module
     try:
