@@ -122,8 +122,11 @@ def _describe_error(error: SendError) -> list[str]:
 _SECRET_OPTION = {"smtp": "password", "smtps": "password", "office365": "password", "sparkpost": "api_key"}
 
 
-def _secret(url: str, *, interactive: bool) -> dict[str, str]:
-    """The secret the URL lacks, from SENDCHANNEL_PASSWORD or a prompt, as a channel override."""
+def _secret(url: str, *, connects: bool) -> dict[str, str]:
+    """The secret the URL lacks, from SENDCHANNEL_PASSWORD or a prompt, as a channel override.
+
+    A command that ``connects`` to nothing (info) gets a stand-in instead of a prompt.
+    """
     scheme = url.split("://", 1)[0].lower()
     option = _SECRET_OPTION.get(scheme)
     if option is None:
@@ -141,11 +144,12 @@ def _secret(url: str, *, interactive: bool) -> dict[str, str]:
     if from_env:
         return {option: from_env}
     what = "API key" if option == "api_key" else "password"
-    if interactive and sys.stdin.isatty():
+    if connects and sys.stdin.isatty():
         label = f"{what.capitalize()} for {redact_url(url)}: "
         return {option: getpass.getpass(label)}
-    if not interactive:
-        return {}
+    if not connects:
+        # A stand-in lets the channel be built to show its scope and limits.
+        return {option: "unused-by-info"}
     raise UsageError(
         f"{redact_url(url)} has no {what}; set it in the {PASSWORD_ENV} environment variable, put it in "
         "the URL (percent-encoded), or run the command in a terminal to be asked for it"
@@ -169,9 +173,9 @@ def _tls_context(ca_file: str | None) -> ssl.SSLContext | None:
         ) from None
 
 
-def _build_channel(args: argparse.Namespace, *, interactive: bool = True) -> Channel:
+def _build_channel(args: argparse.Namespace, *, connects: bool = True) -> Channel:
     url: str = args.url
-    overrides: dict[str, Any] = _secret(url, interactive=interactive)
+    overrides: dict[str, Any] = _secret(url, connects=connects)
     context = _tls_context(getattr(args, "ca_file", None))
     if context is not None:
         overrides["tls_context"] = context
@@ -320,14 +324,15 @@ async def _store_report(args: argparse.Namespace, channel: Channel) -> list[str]
 
 
 def _cmd_info(args: argparse.Namespace, out: _Out) -> ExitCode:
-    channel = _build_channel(args, interactive=False)
+    channel = _build_channel(args, connects=False)
     scope = channel.scope
-    sender = args.sender or _sample_sender(scope)
-    out.line(f"Channel:  {channel.name} ({redact_url(args.url)})")
-    out.line(f"Scope:    {scope}")
+    out.line(f"Channel:   {channel.name} ({redact_url(args.url)})")
+    out.line(f"Scope:     {scope}")
     out.line(f"Shareable: {_sharing(scope)}")
-    verdict = "allowed" if scope.allows(sender) else "not allowed"
-    out.line(f"Sender {sender}: {verdict}. {scope.explain(sender)}")
+    if args.sender or scope.kind is not ScopeKind.UNRESTRICTED:
+        sender = args.sender or _sample_sender(scope)
+        verdict = "is allowed" if scope.allows(sender) else "is not allowed"
+        out.line(f"Sender:    {sender} {verdict}: {scope.explain(sender)}")
     out.line("Limits:")
     for line in _limit_lines(channel.limits):
         out.line(line)

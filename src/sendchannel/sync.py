@@ -226,6 +226,29 @@ class SyncChannel:
         else:
             finalizer()  # runs _shut_down once, and never again at exit
 
+    def _close_soon(self) -> threading.Thread | None:
+        """Refuse new calls at once and close in a background thread, for callers that must not block.
+
+        Returns:
+            The thread doing the closing, or None when the facade was already closed.
+        """
+        with self._lock:
+            if self._closed:
+                return None
+            self._closed = True
+            finalizer = self._finalizer
+        channel = self._channel
+
+        def close() -> None:
+            if finalizer is None:
+                asyncio.run(_aclose(channel))
+            else:
+                finalizer()
+
+        thread = threading.Thread(target=close, name="sendchannel-sync-close", daemon=True)
+        thread.start()
+        return thread
+
     def _check_thread(self, *, in_event_loop: bool = False) -> None:
         runner = self._runner
         if runner is not None and runner.in_loop_thread():

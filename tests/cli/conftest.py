@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 
 import attrs
+import pytest
+import trustme
 
-from sendchannel import __file__ as package_file
+from sendchannel._sink import SmtpSink
+from tests import sentinels
 
 
 @attrs.frozen
@@ -49,4 +54,46 @@ async def cli(*args: str, env: Mapping[str, str] | None = None, stdin: bytes | N
     return Run(process.returncode, stdout.decode(), stderr.decode())
 
 
-PACKAGE_DIR = os.path.dirname(package_file)
+# -- SMTP servers on 127.0.0.1 -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A private certificate authority, as an organisation's IT runs one."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """The server side of TLS, with a certificate for 127.0.0.1 issued by ``ca``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> str:
+    """The authority's certificate as a PEM file, for ``--ca-file``."""
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@pytest.fixture
+async def tls_server(server_tls: ssl.SSLContext) -> AsyncIterator[SmtpSink]:
+    """A submission server: STARTTLS, then AUTH required (user ``alice``, the sentinel password)."""
+    async with SmtpSink(tls_context=server_tls, credentials={"alice": sentinels.PASSWORD}) as sink:
+        yield sink
+
+
+@pytest.fixture
+def refusals() -> dict[str, str]:
+    """Recipients ``plain_server`` refuses, with its reply for each (fill it in the test)."""
+    return {}
+
+
+@pytest.fixture
+async def plain_server(refusals: dict[str, str]) -> AsyncIterator[SmtpSink]:
+    """A server without TLS or AUTH that refuses the recipients in ``refusals``."""
+    async with SmtpSink(on_rcpt=lambda address: refusals.get(address.lower())) as sink:
+        yield sink

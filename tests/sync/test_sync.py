@@ -225,7 +225,7 @@ def test_a_facade_left_open_is_closed_when_the_interpreter_exits() -> None:
 def test_ctrl_c_while_waiting_cancels_the_send_in_flight() -> None:
     script = textwrap.dedent(
         """
-        import asyncio, os, signal, threading
+        import asyncio, os, signal, sys, threading
         from sendchannel import BaseChannel, CredentialScope, Limits, Message
         from sendchannel.sync import SyncChannel
 
@@ -238,14 +238,14 @@ def test_ctrl_c_while_waiting_cancels_the_send_in_flight() -> None:
                 try:
                     await asyncio.sleep(60)
                 except asyncio.CancelledError:
-                    print("send cancelled")
+                    sys.stdout.write("send cancelled\\n")
                     raise
 
         channel = SyncChannel(Hang())
         try:
             channel.send(Message("app@example.com", ["bob@example.com"]))
         except KeyboardInterrupt:
-            print("interrupted")
+            sys.stdout.write("interrupted\\n")
         channel.close()
         print("closed")
         """

@@ -76,22 +76,34 @@ _shared: dict[Hashable, SyncChannel] = {}
 _shared_lock = threading.Lock()
 
 
-def close_channels() -> None:
-    """Close every channel the backend opened in this process (they reopen on the next send).
+def close_channels(*, wait: bool = True) -> None:
+    """Close every channel the backend opened in this process (new ones open on the next send).
 
-    Call it when a worker shuts down to end its SMTP sessions politely; it is also called when a test
-    changes the backend's settings.
+    Call it when a worker shuts down, to end its SMTP sessions politely. It is also called, without
+    waiting, when a test changes the backend's settings.
+
+    Args:
+        wait: Wait until the sends in flight finished and the connections are closed. Without waiting,
+            the channels refuse new sends at once and close in a background thread.
+
+    Raises:
+        RuntimeError: ``wait`` was set in a thread that runs an event loop.
     """
     with _shared_lock:
         channels = list(_shared.values())
         _shared.clear()
     for channel in channels:
-        channel.close()
+        if wait:
+            channel.close()
+        else:
+            channel._close_soon()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     if setting in _SETTINGS:
-        close_channels()
+        # override_settings may run in an async test's event loop, where the SMTP server under test
+        # runs too: closing must not block it.
+        close_channels(wait=False)
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="sendchannel.contrib.django")
@@ -322,8 +334,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
             ``timeout``, ``ssl_keyfile``, ``ssl_certfile``) override the ``EMAIL_*`` settings.
 
     Raises:
-        django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel (raised when sending, or by
-            :meth:`open`).
+        django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel (raised
+            when sending, or by :meth:`open`).
     """
 
     _SMTP_OPTIONS = frozenset(
