@@ -18,7 +18,7 @@ import sendchannel
 
 project = "sendchannel"
 author = "The sendchannel developers"
-copyright = "the sendchannel developers"  # noqa: A001 - Sphinx's name for it
+copyright = "the sendchannel developers"
 release = sendchannel.__version__
 version = ".".join(release.split(".")[:2])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -52,6 +53,58 @@ async def cli(*args: str, env: Mapping[str, str] | None = None, stdin: bytes | N
     stdout, stderr = await asyncio.wait_for(process.communicate(stdin or b""), timeout=60)
     assert process.returncode is not None
     return Run(process.returncode, stdout.decode(), stderr.decode())
+
+
+class Terminal:
+    """The command running in a pseudo-terminal, as in a user's shell: a TTY for stdin, stdout and stderr."""
+
+    def __init__(self, process: asyncio.subprocess.Process, primary: int) -> None:
+        self.process = process
+        self.primary = primary
+        self.seen = b""
+
+    async def read_until(self, marker: bytes) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def read() -> None:
+            while marker not in self.seen:
+                try:
+                    chunk = await loop.run_in_executor(None, os.read, self.primary, 4096)
+                except OSError:  # EIO: the command ended and closed the terminal
+                    chunk = b""
+                assert chunk, f"the command ended before printing {marker!r}: {self.seen!r}"
+                self.seen += chunk
+
+        await asyncio.wait_for(read(), timeout=30)
+
+    def type(self, text: bytes) -> None:
+        os.write(self.primary, text)
+
+    async def finish(self) -> int:
+        """Read what is left and wait for the exit status."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                chunk = await loop.run_in_executor(None, os.read, self.primary, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.seen += chunk
+        code = await asyncio.wait_for(self.process.wait(), timeout=30)
+        os.close(self.primary)
+        return code
+
+
+async def in_terminal(*args: str, env: Mapping[str, str] | None = None) -> Terminal:
+    """Start ``python -m sendchannel ARGS`` in a new pseudo-terminal."""
+    primary, secondary = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sendchannel", *args,
+        stdin=secondary, stdout=secondary, stderr=secondary, env=environment(env), start_new_session=True,
+    )  # fmt: skip
+    os.close(secondary)
+    return Terminal(process, primary)
 
 
 # -- SMTP servers on 127.0.0.1 -----------------------------------------------------------------------

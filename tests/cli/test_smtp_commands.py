@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sendchannel._sink import SmtpSink
 from tests import sentinels
 
-from .conftest import Run, cli, environment
+from .conftest import Run, cli, environment, in_terminal
 
 pytest.importorskip("sendchannel._smtp", reason="needs SmtpChannel (the smtp branch)")
 
@@ -99,38 +98,12 @@ async def test_verify_a_closed_port_exits_4_and_says_to_check_host_and_port() ->
 async def test_verify_asks_for_the_password_in_a_terminal_without_echoing_it(
     tls_server: SmtpSink, ca_file: str
 ) -> None:
-    """Run in a pseudo-terminal: the prompt appears, the typed password is not echoed, and it works."""
-    command = [sys.executable, "-m", "sendchannel", "verify", f"smtp://alice@127.0.0.1:{tls_server.port}",
-               "--ca-file", ca_file]  # fmt: skip
-    primary, secondary = pty.openpty()
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        stdin=secondary,
-        stdout=secondary,
-        stderr=secondary,
-        env=environment(),
-        start_new_session=True,
-    )
-    os.close(secondary)
-    seen = b""
-    loop = asyncio.get_running_loop()
-
-    async def read_until(marker: bytes) -> None:
-        nonlocal seen
-        while marker not in seen:
-            chunk = await loop.run_in_executor(None, os.read, primary, 4096)
-            assert chunk, seen
-            seen += chunk
-
-    try:
-        await asyncio.wait_for(read_until(b"Password for"), timeout=30)
-        os.write(primary, sentinels.PASSWORD.encode() + b"\n")
-        await asyncio.wait_for(read_until(b"nothing was sent"), timeout=30)
-    finally:
-        code = await asyncio.wait_for(process.wait(), timeout=30)
-        os.close(primary)
-    assert 0 == code
-    assert sentinels.PASSWORD.encode() not in seen
+    terminal = await in_terminal("verify", f"smtp://alice@127.0.0.1:{tls_server.port}", "--ca-file", ca_file)
+    await terminal.read_until(b"Password for smtp://alice@127.0.0.1")
+    terminal.type(sentinels.PASSWORD.encode() + b"\n")
+    await terminal.read_until(b"nothing was sent")
+    assert 0 == await terminal.finish()
+    assert not sentinels.leaked(terminal.seen.decode())
 
 
 # -- send ------------------------------------------------------------------------------------------
@@ -298,3 +271,19 @@ def test_the_readmes_demo_command_works_as_installed() -> None:
     )
     assert (0, "") == (run.returncode, run.stderr)
     assert "40/40  failed 1  sent 39" in run.stdout
+
+
+async def test_on_a_terminal_the_demo_redraws_its_progress_bar_in_place() -> None:
+    terminal = await in_terminal("demo", "--count", "6", "--rate", "6")
+    assert 0 == await terminal.finish()
+    output = terminal.seen.decode()
+    assert "\r[#####.........................] 1/6  sent 1" in output
+    assert "\r[##############################] 6/6  failed 1  sent 5\r\n" in output
+
+
+async def test_ctrl_c_stops_the_demo_with_status_130() -> None:
+    terminal = await in_terminal("demo", "--count", "100", "--rate", "2")
+    await terminal.read_until(b"] 1/100")
+    terminal.process.send_signal(signal.SIGINT)
+    assert 130 == await terminal.finish()
+    assert "Interrupted." in terminal.seen.decode()
