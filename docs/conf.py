@@ -52,6 +52,8 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({_OUTSIDE})(\..*)?"),
     # Private helpers that appear in signatures (the public names are resolved by _resolve_public_name).
     (r"py:.*", r"sendchannel(\.\w+)*\._\w+(\.\w+)*"),
+    # Module-level names of private modules that docstrings mention.
+    (r"py:(data|func)", r"(DEFAULT_PAUSE|default_key)"),
     # Type variables and aliases that only exist for the type checker.
     (r"py:.*", r"(T|P|R|ChannelFactory|RateUnit|Status|Costs|TokenProvider|TlsMode)"),
 ]
@@ -107,8 +109,15 @@ def _restore_attribute_docstring(
         lines[:] = _ATTRIBUTE_DOCSTRINGS.pop(name)
 
 
+def _drop_object_base(app: Sphinx, name: str, obj: object, options: object, bases: list[type]) -> None:
+    """Show "Bases:" only when it says something (an error's place in the hierarchy), not for ``object``."""
+    if bases == [object]:
+        bases.clear()
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("missing-reference", _resolve_public_name)
+    app.connect("autodoc-process-bases", _drop_object_base)
     # Napoleon processes docstrings at the default priority, 500.
     app.connect("autodoc-process-docstring", _hide_attribute_docstring, priority=400)
     app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=600)
