@@ -184,10 +184,15 @@ def _build_channel(args: argparse.Namespace, *, connects: bool = True) -> Channe
         overrides["timeout"] = timeout
     try:
         return channel_from_url(url, **overrides)
-    except TypeError as exc:
-        options = ", ".join(sorted(k for k in overrides if k in ("tls_context", "timeout")))
-        hint = f" (it does not take {options.replace('tls_context', '--ca-file')})" if options else ""
-        raise UsageError(f"cannot build a channel from {redact_url(url)}{hint}: {exc}") from None
+    except (TypeError, ConfigurationError) as exc:
+        if "tls_context" in overrides and "tls_context" in str(exc):
+            raise UsageError(
+                f"{redact_url(url)}: --ca-file is for SMTP servers; for this channel, put the certificate "
+                "authority in the file SSL_CERT_FILE names"
+            ) from None
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise UsageError(f"cannot build a channel from {redact_url(url)}: {exc}") from None
 
 
 # -- sink ------------------------------------------------------------------------------------------
@@ -389,35 +394,44 @@ async def _close(channel: Channel) -> None:
 # -- verify ----------------------------------------------------------------------------------------
 
 
-def _verify_hint(error: SendError, args: argparse.Namespace) -> str | None:
+def _verify_hint(error: SendError, url: str) -> str | None:
+    """What to do about a failed verification, in the command line's terms (the error says why)."""
     text = f"{error} {error.reply or ''}".lower()
-    if "certificate" in text or ("ssl" in text and "verify" in text):
+    scheme = url.split("://", 1)[0].lower()
+    if "certificate" in text and ("verif" in text or "trust" in text):
         return (
-            "The server's TLS certificate is not trusted here. If it comes from your organisation's own "
-            "certificate authority, pass --ca-file PATH (or set SSL_CERT_FILE); otherwise check the "
-            "host name."
+            "The server's TLS certificate is not trusted here. If your organisation's own certificate "
+            "authority issued it, pass --ca-file PATH (or set SSL_CERT_FILE); otherwise check the host name."
         )
-    if "starttls" in text:
+    if "does not offer starttls" in text:
         return (
             "The server does not offer STARTTLS on this port. Use the port your provider gives for "
             "submission (587 with STARTTLS, or smtps:// on 465); sendchannel never sends a password "
             "over an unencrypted connection."
         )
+    if "permission" in text:
+        return (
+            "The credential was accepted but lacks a permission: give it the permission the message names "
+            "(for a SparkPost key, under Account > API Keys), or use a credential that has it."
+        )
     if isinstance(error, AuthenticationError):
-        if "5.7.139" in text or "basic auth" in text:
+        if "5.7.139" in text or "basic auth" in text or "5.7.30" in text:
             return (
-                "The tenant or mailbox has SMTP AUTH (Basic authentication) disabled: ask an "
-                "administrator to enable it for this mailbox, or use OAuth (token_provider)."
+                "SMTP AUTH with a password (Basic authentication) is disabled for this mailbox or tenant: "
+                "ask an administrator to enable SMTP AUTH for the mailbox, or sign in with OAuth "
+                "(token_provider in code)."
+            )
+        if scheme == "sparkpost":
+            return (
+                f"Check the API key (from the URL or {PASSWORD_ENV}) and the region: US and EU accounts "
+                "are separate."
             )
         return (
             f"Check the user name and the password (from the URL or {PASSWORD_ENV}); if the password "
             "changed recently, update it here too."
         )
-    if isinstance(error, SenderNotAllowedError) or "permission" in text or "forbidden" in text:
-        return (
-            "The credential works but lacks a permission: give the API key the permission to send "
-            "(for SparkPost, 'Transmissions: Read/Write'), or verify the sending domain."
-        )
+    if isinstance(error, SenderNotAllowedError):
+        return "Send from an address the credential covers; `sendchannel info URL` shows which."
     if isinstance(error, ConnectionLostError):
         return "Check the host name and port, and that a firewall lets this machine reach the server."
     if isinstance(error, ThrottledError):
@@ -439,7 +453,7 @@ def _cmd_verify(args: argparse.Namespace, out: _Out) -> ExitCode:
         out.error(f"Verification of {label} failed.")
         for line in _describe_error(error):
             out.error(line)
-        hint = _verify_hint(error, args)
+        hint = _verify_hint(error, args.url)
         if hint:
             out.error(f"  What to do: {hint}")
         return exit_code_for(error)

@@ -12,7 +12,7 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from sendchannel._sink import SmtpSink
 from tests import sentinels
@@ -356,3 +356,93 @@ async def test_info_reads_the_permits_left_in_a_redis_store(tmp_path: Path) -> N
     assert 0 == run.code, run.stderr
     assert "  30 messages per minute: 28 left\n" in run.stdout
     assert "  10000 recipients per day: 9,980 left\n" in run.stdout
+
+
+# -- verify: provider-specific refusals --------------------------------------------------------------
+
+
+class _BasicAuthDisabled:
+    """Office 365's answer to a password when SMTP AUTH is turned off for the mailbox."""
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+    ) -> AuthResult:
+        return AuthResult(
+            success=False,
+            handled=False,
+            message="535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the "
+            "Mailbox.",
+        )
+
+
+@pytest.fixture
+async def basic_auth_disabled_server() -> AsyncIterator[int]:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(_DropAfterData(), authenticator=_BasicAuthDisabled(), auth_require_tls=False),
+        "127.0.0.1",
+        0,
+    )
+    yield server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+
+
+async def test_verify_basic_auth_disabled_exits_3_and_says_who_can_enable_it(
+    basic_auth_disabled_server: int,
+) -> None:
+    url = f"smtp://alice@127.0.0.1:{basic_auth_disabled_server}?tls=none&allow_insecure_auth=true"
+    run = await cli("verify", url, env=PASSWORD_ENV)
+    assert 3 == run.code, run.output
+    assert "5.7.139" in run.stderr
+    assert "ask an administrator to enable SMTP AUTH for the mailbox" in run.stderr
+    assert no_secret_in(run)
+
+
+@pytest.fixture
+async def sparkpost_without_permission() -> AsyncIterator[str]:
+    """An HTTP server answering SparkPost's sending-domains call with 403 and code 1100."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        body = b'{"errors": [{"message": "Forbidden.", "code": "1100"}]}'
+        writer.write(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v1"
+    server.close()
+    await server.wait_closed()
+
+
+async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
+    sparkpost_without_permission: str,
+) -> None:
+    pytest.importorskip("sendchannel._sparkpost", reason="needs SparkpostChannel (the sparkpost branch)")
+    url = f"sparkpost://us?domains=contoso.com&base_url={sparkpost_without_permission}"
+    run = await cli("verify", url, env={"SENDCHANNEL_PASSWORD": sentinels.API_KEY})
+    assert 3 == run.code, run.output
+    assert "lacks the 'Sending Domains: Read-only' permission" in run.stderr
+    assert "What to do: The credential was accepted but lacks a permission" in run.stderr
+    assert no_secret_in(run)
+
+
+async def test_ca_file_with_a_channel_that_is_not_smtp_says_to_use_ssl_cert_file(
+    tmp_path: Path, ca_file: str
+) -> None:
+    pytest.importorskip("sendchannel._sparkpost", reason="needs SparkpostChannel (the sparkpost branch)")
+    run = await cli(
+        "verify",
+        "sparkpost://us?domains=contoso.com",
+        "--ca-file",
+        ca_file,
+        env={"SENDCHANNEL_PASSWORD": "k"},
+    )
+    assert 2 == run.code
+    assert "--ca-file is for SMTP servers; for this channel, put the certificate authority in" in run.stderr
