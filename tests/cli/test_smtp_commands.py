@@ -282,8 +282,8 @@ async def test_on_a_terminal_the_demo_redraws_its_progress_bar_in_place() -> Non
 
 
 async def test_ctrl_c_stops_the_demo_with_status_130() -> None:
-    terminal = await in_terminal("demo", "--count", "100", "--rate", "2")
-    await terminal.read_until(b"] 1/100")
+    terminal = await in_terminal("demo", "--count", "1000", "--rate", "20")
+    await terminal.read_until(b"] 1/1000")
     terminal.process.send_signal(signal.SIGINT)
     assert 130 == await terminal.finish()
     assert "Interrupted." in terminal.seen.decode()
