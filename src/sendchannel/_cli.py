@@ -273,7 +273,9 @@ def _sample_sender(scope: CredentialScope) -> str:
     if scope.kind is ScopeKind.PER_ADDRESS:
         return scope.identities[0]
     if scope.kind is ScopeKind.PER_DOMAIN:
-        return "postmaster@" + scope.identities[0].removeprefix("*.").rstrip(".")
+        domain = scope.identities[0]
+        # *.example.com covers the subdomains of example.com, not example.com itself.
+        return "postmaster@" + (f"mail.{domain[2:]}" if domain.startswith("*.") else domain)
     return "anyone@example.com"
 
 

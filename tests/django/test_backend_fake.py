@@ -23,6 +23,7 @@ from sendchannel import (
 )
 from sendchannel.contrib.django import EmailBackend, message_from_django
 from sendchannel.testing import FakeChannel
+from tests import sentinels
 
 from .conftest import BACKEND
 
@@ -283,3 +284,23 @@ def test_many_request_threads_send_at_once(outbox: list[Message]) -> None:
     for thread in threads:
         thread.join()
     assert {f"m{i}" for i in range(16)} == {m.subject for m in outbox}
+
+
+def test_djangos_settings_with_a_password_but_no_tls_are_refused_before_connecting() -> None:
+    settings = {
+        "SENDCHANNEL_URL": None,
+        "EMAIL_HOST_USER": "alice",
+        "EMAIL_HOST_PASSWORD": sentinels.PASSWORD,
+    }
+    with override_settings(**settings), pytest.raises(ImproperlyConfigured) as info:
+        mail.send_mail("Hi", "x", "app@example.com", ["bob@example.com"])
+    assert "set EMAIL_USE_TLS = True (STARTTLS, usually port 587) or EMAIL_USE_SSL = True" in str(info.value)
+    assert not sentinels.leaked(str(info.value))
+
+
+def test_both_email_use_tls_and_use_ssl_are_refused() -> None:
+    with (
+        override_settings(SENDCHANNEL_URL=None, EMAIL_USE_TLS=True, EMAIL_USE_SSL=True),
+        pytest.raises(ImproperlyConfigured, match="EMAIL_USE_TLS and EMAIL_USE_SSL are both set"),
+    ):
+        mail.send_mail("Hi", "x", "app@example.com", ["bob@example.com"])

@@ -134,6 +134,12 @@ def _smtp_from_django_settings(options: dict[str, Any]) -> tuple[Hashable, Calla
             "587, SSL is implicit TLS on port 465)."
         )
     tls = "implicit" if use_ssl else "starttls" if use_tls else "none"
+    if tls == "none" and password:
+        raise ImproperlyConfigured(
+            "EMAIL_HOST_PASSWORD is set but neither EMAIL_USE_TLS nor EMAIL_USE_SSL, and sendchannel does "
+            "not send a password over an unencrypted connection; set EMAIL_USE_TLS = True (STARTTLS, "
+            "usually port 587) or EMAIL_USE_SSL = True (port 465)."
+        )
     key = ("django-smtp", host, port, username, password, tls, timeout, certfile, keyfile)
 
     def build() -> Channel:
