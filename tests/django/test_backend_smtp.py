@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
@@ -18,8 +19,11 @@ from sendchannel import RecipientsRefusedError
 from sendchannel._sink import SmtpSink
 from tests import sentinels
 
-pytest.importorskip("sendchannel._smtp", reason="needs SmtpChannel (the smtp branch)")
-pytestmark = pytest.mark.usefixtures("django_settings")
+pytestmark = [
+    pytest.mark.usefixtures("django_settings"),
+    # Until the smtp branch is merged (a module that is present but broken fails the tests instead).
+    pytest.mark.skipif(importlib.util.find_spec("sendchannel._smtp") is None, reason="not merged yet: _smtp"),
+]
 
 BACKEND = "sendchannel.contrib.django.EmailBackend"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from sendchannel import Message
 from sendchannel.sync import SyncChannel
 
-pytest.importorskip("sendchannel._smtp", reason="needs SmtpChannel (the smtp branch)")
+# Until the smtp branch is merged (a module that is present but broken fails the test instead).
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("sendchannel._smtp") is None, reason="not merged yet: sendchannel._smtp"
+)
 
 
 class Recorder:
