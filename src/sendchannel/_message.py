@@ -191,7 +191,7 @@ class Message:
         text: The plain-text body.
         html: The HTML body.
         headers: Extra headers by name. The library owns From, To, Cc, Bcc, Reply-To, Subject,
-            Message-ID, Date, MIME-Version and Content-*; set those through the fields instead.
+            Message-ID, Date, MIME-Version and ``Content-*``; set those through the fields instead.
         attachments: Files and inline images.
         message_id: The Message-ID; one is generated at the sender's domain when not given.
 

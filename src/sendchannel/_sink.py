@@ -31,6 +31,16 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self._sink.on_rcpt(address) if self._sink.on_rcpt is not None else None
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or envelope.content or b""
         auth = session.auth_data
@@ -58,6 +68,8 @@ class SmtpSink:
         implicit_tls: Wrap the connection in TLS at once (SMTPS) instead of offering STARTTLS.
         credentials: ``{username: password}``; when given, AUTH PLAIN/LOGIN is offered and required.
         on_message: Called with each ReceivedMessage as it arrives.
+        on_rcpt: Called with each recipient address; return an SMTP reply such as
+            ``"550 5.1.1 no such user"`` to refuse it, or None to accept it.
     """
 
     def __init__(
@@ -69,6 +81,7 @@ class SmtpSink:
         implicit_tls: bool = False,
         credentials: Mapping[str, str] | None = None,
         on_message: Callable[[ReceivedMessage], None] | None = None,
+        on_rcpt: Callable[[str], str | None] | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -76,6 +89,7 @@ class SmtpSink:
         self._implicit_tls = implicit_tls
         self._credentials = dict(credentials or {})
         self.on_message = on_message
+        self.on_rcpt = on_rcpt
         self.messages: list[ReceivedMessage] = []
         self._server: asyncio.Server | None = None
 

@@ -77,6 +77,7 @@ def test_quota_error_carries_resets_at() -> None:
 
 
 def test_repr_is_short_and_shows_classification() -> None:
-    assert repr(
-        errors.ThrottledError("slow", code=421, retry_after=5)
-    ) == "ThrottledError('slow', code=421, retry_after=5.0)"
+    assert (
+        repr(errors.ThrottledError("slow", code=421, retry_after=5))
+        == "ThrottledError('slow', code=421, retry_after=5.0)"
+    )

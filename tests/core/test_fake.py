@@ -184,6 +184,14 @@ async def test_memory_urls_give_shared_named_fakes() -> None:
         channel_from_url("memory://", password="x")
 
 
+async def test_closing_a_memory_channel_leaves_it_open_for_the_rest_of_the_process() -> None:
+    async with channel_from_url("memory://shared-by-all") as channel:
+        await channel.send(message())
+    sent = await channel_from_url("memory://shared-by-all").send(message())
+    assert 2 == len(memory_channel("shared-by-all").outbox)
+    assert sent.message_id == memory_channel("shared-by-all").outbox[-1].message_id
+
+
 async def test_each_send_is_logged_without_the_body(caplog: pytest.LogCaptureFixture) -> None:
     channel = FakeChannel()
     caplog.set_level(logging.DEBUG, logger="sendchannel")

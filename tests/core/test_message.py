@@ -207,11 +207,14 @@ def test_bcc_is_never_in_the_rendered_headers() -> None:
 def test_bcc_header_is_rendered_on_request_for_apis_that_read_it() -> None:
     from sendchannel._mime import render
 
-    assert str(
-        email.message_from_bytes(
-            render(msg(bcc=["secret@example.com"]), bcc_header=True), policy=email.policy.default
-        )["Bcc"]
-    ) == "secret@example.com"
+    assert (
+        str(
+            email.message_from_bytes(
+                render(msg(bcc=["secret@example.com"]), bcc_header=True), policy=email.policy.default
+            )["Bcc"]
+        )
+        == "secret@example.com"
+    )
 
 
 def test_non_ascii_subject_and_names_are_encoded_as_7bit_headers() -> None:

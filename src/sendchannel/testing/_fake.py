@@ -247,16 +247,26 @@ _memory: dict[str, FakeChannel] = {}
 _memory_lock = threading.Lock()
 
 
+class _MemoryChannel(FakeChannel):
+    """A FakeChannel shared by the whole process: like a server, it stays open when one user closes it."""
+
+    async def aclose(self) -> None:
+        """Do nothing: other code in the process may still be sending through this channel."""
+
+
 def memory_channel(name: str = "default") -> FakeChannel:
     """The process-wide FakeChannel that ``memory://NAME`` URLs give (``memory://`` is ``"default"``).
 
     Code configured with a ``memory://`` URL sends into it, and a test inspects it here (the
-    ``fake_channel`` fixture is ``memory_channel()``, emptied around each test).
+    ``fake_channel`` fixture is ``memory_channel()``, emptied around each test). Since it is shared,
+    closing it (``aclose()``, ``async with``) leaves it open for the rest of the process.
     """
     with _memory_lock:
         channel = _memory.get(name)
         if channel is None:
-            channel = _memory[name] = FakeChannel(name=f"memory:{name}" if name != "default" else "memory")
+            channel = _memory[name] = _MemoryChannel(
+                name=f"memory:{name}" if name != "default" else "memory"
+            )
         return channel
 
 
