@@ -44,7 +44,14 @@ if TYPE_CHECKING:
     from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp import Office365Channel, SmtpChannel
     from sendchannel._sparkpost import SparkpostChannel
-    from sendchannel._throttle import MemoryStore, RedisStore, SqliteStore, Throttler
+    from sendchannel._throttle import (
+        MemoryStore,
+        RedisStore,
+        Reservation,
+        SqliteStore,
+        Throttler,
+        ThrottleStore,
+    )
 
 __version__ = "0.1.0"
 
@@ -72,6 +79,7 @@ __all__ = [
     "Rate",
     "RecipientsRefusedError",
     "RedisStore",
+    "Reservation",
     "RetryPolicy",
     "Retrying",
     "ScopeKind",
@@ -81,6 +89,7 @@ __all__ = [
     "SmtpChannel",
     "SparkpostChannel",
     "SqliteStore",
+    "ThrottleStore",
     "ThrottledError",
     "Throttler",
     "TransientError",
@@ -108,6 +117,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "MemoryStore": ("sendchannel._throttle", None),
     "RedisStore": ("sendchannel._throttle", None),
     "SqliteStore": ("sendchannel._throttle", None),
+    "Reservation": ("sendchannel._throttle", None),
+    "ThrottleStore": ("sendchannel._throttle", None),
     "Throttler": ("sendchannel._throttle", None),
 }
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from sendchannel._channel import Channel
 from sendchannel._clock import Clock
 from sendchannel._limits import Limits
 from sendchannel._retry import _DEFAULT_POLICY, Retrying, RetryPolicy
+from sendchannel._throttle import Throttler, ThrottleStore
 from sendchannel.errors import ConfigurationError
 
 __all__ = ["pipeline"]
@@ -18,7 +16,7 @@ def pipeline(
     channel: Channel,
     *,
     throttle: bool = True,
-    store: Any = None,
+    store: ThrottleStore | None = None,
     limits: Limits | None = None,
     max_wait: float = 60.0,
     retry: RetryPolicy | None = _DEFAULT_POLICY,
@@ -54,10 +52,8 @@ def pipeline(
             they would do nothing.
     """
     if throttle:
-        throttling = importlib.import_module("sendchannel._throttle")
         # Without a store the throttler makes (and owns, and closes) its own MemoryStore.
-        shared = {} if store is None else {"store": store}
-        channel = throttling.Throttler(channel, limits=limits, max_wait=max_wait, clock=clock, **shared)
+        channel = Throttler(channel, limits=limits, max_wait=max_wait, clock=clock, store=store)
     else:
         unused = [
             name

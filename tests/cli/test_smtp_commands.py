@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import re
 import signal
 import subprocess
@@ -19,19 +18,6 @@ from sendchannel._sink import SmtpSink
 from tests import sentinels
 
 from .conftest import Run, cli, environment, in_terminal
-
-# Until the provider, throttle and retry branches are merged, these modules are missing: skip then (a module
-# that is present but broken fails the tests instead).
-_MISSING = [
-    name
-    for name in ("sendchannel._smtp", "sendchannel._throttle", "sendchannel._pipeline", "sendchannel._bulk")
-    if importlib.util.find_spec(name) is None
-]
-pytestmark = pytest.mark.skipif(bool(_MISSING), reason=f"not merged yet: {', '.join(_MISSING)}")
-_NO_SPARKPOST = pytest.mark.skipif(
-    importlib.util.find_spec("sendchannel._sparkpost") is None,
-    reason="not merged yet: sendchannel._sparkpost",
-)
 
 PASSWORD_ENV = {"SENDCHANNEL_PASSWORD": sentinels.PASSWORD}
 
@@ -303,9 +289,8 @@ async def test_ctrl_c_stops_the_demo_with_status_130() -> None:
 
 async def fill_budget(store: object, sends: int, recipients: int) -> None:
     """Send through a Throttler sharing the store with Office 365's key, as another worker would."""
-    from sendchannel._throttle import default_key
-
     from sendchannel import Message, Office365Channel, Throttler
+    from sendchannel._throttle import default_key
     from sendchannel.testing import FakeChannel
 
     office = Office365Channel("alice@contoso.com")
@@ -434,7 +419,6 @@ async def sparkpost_without_permission() -> AsyncIterator[str]:
     await server.wait_closed()
 
 
-@_NO_SPARKPOST
 async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
     sparkpost_without_permission: str,
 ) -> None:
@@ -446,7 +430,6 @@ async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
     assert no_secret_in(run)
 
 
-@_NO_SPARKPOST
 async def test_ca_file_with_a_channel_that_is_not_smtp_says_to_use_ssl_cert_file(
     tmp_path: Path, ca_file: str
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import ssl
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
@@ -21,8 +20,6 @@ from tests import sentinels
 
 pytestmark = [
     pytest.mark.usefixtures("django_settings"),
-    # Until the smtp branch is merged (a module that is present but broken fails the tests instead).
-    pytest.mark.skipif(importlib.util.find_spec("sendchannel._smtp") is None, reason="not merged yet: _smtp"),
 ]
 
 BACKEND = "sendchannel.contrib.django.EmailBackend"

@@ -12,8 +12,6 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 # SmtpChannel is built on another branch; these tests run once it is merged.
-pytest.importorskip("sendchannel._smtp", reason="SmtpChannel has not been merged yet")
-
 from sendchannel import (
     Limits,
     Message,
@@ -165,7 +163,6 @@ async def test_a_throttled_batch_over_real_smtp_keeps_to_the_rate_on_a_virtual_c
     smtp: SmtpChannel, handler: FlakyHandler
 ) -> None:
     """5 a minute, 12 messages, one 421 on the way: all arrive once, the last in the third minute."""
-    pytest.importorskip("sendchannel._throttle", reason="the Throttler has not been merged yet")
     clock = VirtualClock()
     handler.data_replies = ["421 4.7.0 Too busy, slow down"]
     batch = [message(n) for n in range(12)]

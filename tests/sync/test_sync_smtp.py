@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import AsyncIterator
 
@@ -12,11 +11,6 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sendchannel import Message
 from sendchannel.sync import SyncChannel
-
-# Until the smtp branch is merged (a module that is present but broken fails the test instead).
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("sendchannel._smtp") is None, reason="not merged yet: sendchannel._smtp"
-)
 
 
 class Recorder:
