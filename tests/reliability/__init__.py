@@ -1,0 +1,1 @@
+"""The reliability and security suite: faults, bad input, secrets, transport security, load and crashes."""
