@@ -14,8 +14,10 @@ from sendchannel.errors import InvalidMessageError
 
 __all__ = ["ParsedAddress", "parse_address"]
 
-# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts).
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+# RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts) except the C1 controls,
+# the Unicode line and paragraph separators and lone surrogates: text-based mail parsers split lines at
+# U+0085, U+2028 and U+2029, and a surrogate cannot be encoded at all.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\u2027\u202a-\ud7ff\ue000-\U0010ffff]"
 _LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _FORBIDDEN = frozenset("\r\n\x00")
@@ -73,6 +75,13 @@ def parse_address(value: object, field: str) -> ParsedAddress:
             f"{field}: {value!r} contains a line break or NUL, which could inject headers; "
             "remove it"
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessageError(
+            f"{field}: {value!r} contains a lone surrogate, which is not text (it usually comes from "
+            "bytes decoded with errors='surrogateescape'); decode the source properly"
+        ) from None
     text = value.strip()
     display_name = ""
     if text.endswith(">") and "<" in text:

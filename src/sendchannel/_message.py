@@ -22,9 +22,25 @@ __all__ = ["OWNED_HEADERS", "Attachment", "Message"]
 OWNED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "subject", "message-id", "date", "mime-version"}
 )
-_HEADER_NAME_RE = re.compile(r"[!-9;-~]+")
-_CONTENT_TYPE_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+")
-_BREAKS = frozenset("\r\n\x00")
+# A header line may be 998 characters long (RFC 5322): a name must leave room for its value on the first
+# line, and an id, which cannot be folded, must fit on one line with its header name.
+_HEADER_NAME_RE = re.compile(r"[!-9;-~]{1,76}")
+_MAX_ID = 900
+# RFC 6838: type and subtype names are at most 127 characters long.
+_CONTENT_TYPE_RE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}")
+# Every character str.splitlines() breaks at (VT, FF, FS, GS, RS, NEL, U+2028, U+2029 as well as CR and LF),
+# and NUL: text-based mail code splits header lines at them, or silently drops them when folding.
+_BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def _check_text(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessageError(
+            f"{field}: {value[:60]!r} contains a lone surrogate, which is not text (it usually comes from "
+            "bytes decoded with errors='surrogateescape'); decode the source properly"
+        ) from None
 
 
 def _check_line(value: object, field: str) -> str:
@@ -35,7 +51,25 @@ def _check_line(value: object, field: str) -> str:
             f"{field}: {value[:60]!r} contains a line break or NUL, which could inject headers; "
             "put it on one line"
         )
+    _check_text(value, field)
     return value
+
+
+def _check_id(value: str, field: str, example: str) -> str:
+    """The core of a Message-ID or Content-ID (``<>`` removed): printable ASCII without blanks or quotes."""
+    core = value.strip().removeprefix("<").removesuffix(">")
+    if (
+        not core
+        or len(core) > _MAX_ID
+        or any(ch in core for ch in '<>"\\')
+        or "=?" in core  # an RFC 2047 look-alike: readers that decode Content-ID would change it
+        or not all("!" <= ch <= "~" for ch in core)
+    ):
+        raise InvalidMessageError(
+            f"{field}: {value[:60]!r} is not a valid id; use at most {_MAX_ID} printable ASCII characters "
+            f"without blanks, quotes, angle brackets or '=?', such as {example!r}"
+        )
+    return core
 
 
 def _owned(name: str) -> bool:
@@ -101,12 +135,7 @@ class Attachment:
             return
         _check_line(value, "Attachment.content_id")
         assert isinstance(value, str)
-        stripped = value.strip().removeprefix("<").removesuffix(">")
-        if not stripped or any(ch in stripped for ch in "<> \t\"\\") or not stripped.isascii():
-            raise InvalidMessageError(
-                f"Attachment.content_id: {value!r} is not a valid content id; use letters, digits "
-                "and punctuation such as 'logo@example.com'"
-            )
+        stripped = _check_id(value, "Attachment.content_id", "logo@example.com")
         object.__setattr__(self, "content_id", stripped)
 
     def __repr__(self) -> str:
@@ -162,9 +191,9 @@ def _body(value: object) -> str | None:
 
 def _normalise_message_id(value: str) -> str:
     _check_line(value, "message_id")
-    core = value.strip().removeprefix("<").removesuffix(">")
+    core = _check_id(value, "message_id", "<unique@example.com>")
     left, at, right = core.partition("@")
-    if not (left and at and right) or any(ch in core for ch in "<> \t\"\\") or not core.isascii():
+    if not (left and at and right):
         raise InvalidMessageError(
             f"message_id: {value!r} is not a Message-ID; use the form '<unique@example.com>' "
             "or leave it out to have one generated"
@@ -238,13 +267,17 @@ class Message:
                 "Message has no recipient: give at least one address in to, cc or bcc"
             )
         _check_line(self.subject, "subject")
+        for body in ("text", "html"):
+            if getattr(self, body) is not None:
+                _check_text(getattr(self, body), body)
         if self.text is None and self.html is None:
             # A message without a body carries an empty text part; say so rather than hold None.
             object.__setattr__(self, "text", "")
         for name, value in self.headers.items():
             if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
                 raise InvalidMessageError(
-                    f"headers: {name!r} is not a valid header name (printable ASCII, no colon or space)"
+                    f"headers: {name[:80]!r} is not a valid header name (1 to 76 printable ASCII "
+                    "characters, no colon or space)"
                 )
             if _owned(name):
                 raise InvalidMessageError(

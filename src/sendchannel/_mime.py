@@ -23,6 +23,7 @@ import email.policy
 import email.utils
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable
 from email.header import Header, decode_header, make_header
@@ -39,6 +40,8 @@ __all__ = ["parse", "render"]
 CRLF = "\r\n"
 _PLAIN_WORDS = re.compile(r"[!-~]{1,70}(?: [!-~]{1,70})*")
 # A display name made of RFC 5322 atoms separated by single spaces can go unquoted.
+# Quoted, with "From: " before it and the address after it, such a name stays within 998 characters.
+_LONGEST_PLAIN_NAME = 300
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
@@ -76,7 +79,9 @@ def _format_address(address: ParsedAddress) -> str:
     name = address.display_name
     if not name:
         return address.addr_spec
-    if name.isascii():
+    # An ASCII name goes as it is unless a reader would decode it ("=?...?=" looks like an encoded word)
+    # or it would not fit on a line; those are encoded like non-ASCII names, which folds them.
+    if name.isascii() and "=?" not in name and len(name) <= _LONGEST_PLAIN_NAME:
         if _ATOMS.fullmatch(name):
             return f"{name} <{address.addr_spec}>"
         return f'"{email.utils.quote(name)}" <{address.addr_spec}>'
@@ -131,10 +136,28 @@ def _text_part(text: str, subtype: str, *, alone: bool = False) -> list[str]:
     ]
 
 
+_PARAM_CHUNK = 60
+
+
 def _param(name: str, value: str) -> str:
     if value.isascii() and all(32 <= ord(ch) < 127 for ch in value):
-        return f'{name}="{email.utils.quote(value)}"'
-    return f"{name}*={email.utils.encode_rfc2231(value, 'utf-8')}"
+        simple = f'{name}="{email.utils.quote(value)}"'
+        if len(simple) <= _PARAM_CHUNK + 10:
+            return simple
+    encoded = email.utils.encode_rfc2231(value, "utf-8")
+    if len(encoded) <= _PARAM_CHUNK:
+        return f"{name}*={encoded}"
+    # Too long for one line: RFC 2231 continuations (name*0*=utf-8''..., name*1*=...), one a line, split
+    # between characters because readers decode each section on its own.
+    chunks = [""]
+    for character in value:
+        piece = urllib.parse.quote(character, safe="", encoding="utf-8")
+        if len(chunks[-1]) + len(piece) > _PARAM_CHUNK:
+            chunks.append("")
+        chunks[-1] += piece
+    sections = [f"{name}*{index}*={chunk}" for index, chunk in enumerate(chunks)]
+    sections[0] = f"{name}*0*=utf-8''{chunks[0]}"
+    return (";" + CRLF + " ").join(sections)
 
 
 def _attachment_part(attachment: Attachment, inline: bool) -> list[str]:
