@@ -140,7 +140,8 @@ _PARAM_CHUNK = 60
 
 
 def _param(name: str, value: str) -> str:
-    if value.isascii() and all(32 <= ord(ch) < 127 for ch in value):
+    # "=?" goes percent-encoded: readers decode RFC 2047 look-alikes even inside quoted parameters.
+    if value.isascii() and all(32 <= ord(ch) < 127 for ch in value) and "=?" not in value:
         simple = f'{name}="{email.utils.quote(value)}"'
         if len(simple) <= _PARAM_CHUNK + 10:
             return simple

@@ -195,7 +195,8 @@ def header_block(data: bytes) -> list[tuple[str, str]]:
     assert data.endswith(b"\r\n"), "the message does not end with CRLF"
     lines = data[:-2].split(b"\r\n")
     for number, line in enumerate(lines):
-        assert b"\r" not in line and b"\n" not in line, f"line {number} has a bare CR or LF: {line[:80]!r}"
+        assert b"\r" not in line, f"line {number} has a bare CR: {line[:80]!r}"
+        assert b"\n" not in line, f"line {number} has a bare LF: {line[:80]!r}"
         assert b"\x00" not in line, f"line {number} has a NUL: {line[:80]!r}"
         assert len(line) <= MAX_LINE, f"line {number} is {len(line)} characters long: {line[:80]!r}..."
     assert b"" in lines, "the header block never ends (no empty line)"
@@ -208,7 +209,9 @@ def header_block(data: bytes) -> list[tuple[str, str]]:
             fields[-1] = (name, value + line.decode("utf-8"))
             continue
         name, colon, value = line.partition(b":")
-        assert colon and name and all(33 <= byte <= 126 for byte in name), f"not a header field: {line[:80]!r}"
+        assert colon, f"not a header field: {line[:80]!r}"
+        assert name, f"a header field without a name: {line[:80]!r}"
+        assert all(33 <= byte <= 126 for byte in name), f"not a header name: {line[:80]!r}"
         fields.append((name.decode("ascii"), value.decode("utf-8")))
     return fields
 

@@ -61,7 +61,9 @@ def build(constructor: Any, *args: Any, **kwargs: Any) -> Any:
 
 def comparable(message: Message) -> tuple[Any, ...]:
     """Every field of ``message``; file names without outer blanks, which the stdlib's reader strips."""
-    files = [(a.filename.strip(), a.content, a.content_type, a.inline, a.content_id) for a in message.attachments]
+    files = [
+        (a.filename.strip(), a.content, a.content_type, a.inline, a.content_id) for a in message.attachments
+    ]
     return (message.evolve(attachments=()), files)
 
 
@@ -141,16 +143,18 @@ SINGLE_FIELDS = {
 def test_each_field_alone_is_refused_with_its_name_or_renders_safely(field: str, data: st.DataObject) -> None:
     fields: dict[str, Any] = {"sender": "App <app@example.com>", "to": ["bob@example.net"], "subject": "Hi"}
     fields[field] = data.draw(SINGLE_FIELDS[field], label=field)
+    refusal: InvalidMessageError | None = None
     try:
         with time_limit(5, "construction"):
             message = Message(**fields)
     except InvalidMessageError as error:
-        assert_names_a_field(error)
+        refusal = error
+    if refusal is not None:
+        assert_names_a_field(refusal)
         event("refused")
         expected = {"to": "to[", "cc": "cc[", "bcc": "bcc[", "reply_to": "reply_to["}.get(field, field)
-        if field == "attachments":
-            return  # the Attachment itself refused nothing here; a built one is valid
-        assert expected in str(error), f"the error for {field} does not name it: {error}"
+        if field != "attachments":  # a built Attachment is valid; its own refusals are checked in build()
+            assert expected in str(refusal), f"the error for {field} does not name it: {refusal}"
         return
     event("accepted and rendered")
     check_rendered(message)
@@ -159,12 +163,15 @@ def test_each_field_alone_is_refused_with_its_name_or_renders_safely(field: str,
 @settings(max_examples=200)
 @given(any_address)
 def test_address_parser_refuses_with_the_field_or_returns_a_clean_address(value: str) -> None:
+    refusal: InvalidMessageError | None = None
     try:
         with time_limit(5, "parse_address"):
             parsed = parse_address(value, "to[0]")
     except InvalidMessageError as error:
-        assert "to[0]" in str(error)
-        str(error).encode("utf-8")
+        refusal = error
+    if refusal is not None:
+        assert "to[0]" in str(refusal)
+        str(refusal).encode("utf-8")
         return
     for part in (parsed.local_part, parsed.domain, parsed.display_name):
         assert not set(part) & set(LINE_BREAKS), f"a line break survived in {part!r}"
@@ -172,7 +179,7 @@ def test_address_parser_refuses_with_the_field_or_returns_a_clean_address(value:
     assert parsed.domain.isascii()
 
 
-@pytest.mark.parametrize("breaker", LINE_BREAKS[:4] + ["\x00"])
+@pytest.mark.parametrize("breaker", [*LINE_BREAKS[:4], "\x00"])
 @pytest.mark.parametrize(
     "field",
     ["subject", "headers", "sender", "to", "filename", "content_type", "content_id", "message_id"],
@@ -181,19 +188,18 @@ def test_a_line_break_in_any_header_field_is_refused(field: str, breaker: str) -
     """CR, LF, CRLF and NUL never reach a header: each field refuses them, naming itself."""
     evil = f"x{breaker}Bcc: evil@attacker.example"
     fields: dict[str, Any] = {"sender": "app@example.com", "to": ["bob@example.net"]}
+    attempts = {
+        "subject": lambda: Message(**fields, subject=evil),
+        "message_id": lambda: Message(**fields, message_id=f"<{evil}@example.com>"),
+        "headers": lambda: Message(**fields, headers={"X-Note": evil}),
+        "sender": lambda: Message(**{**fields, "sender": f"{evil} <a@example.com>"}),
+        "to": lambda: Message(**{**fields, "to": [evil]}),
+        "filename": lambda: Attachment(evil, b"x"),
+        "content_type": lambda: Attachment("a.txt", b"x", f"text/plain{breaker}"),
+        "content_id": lambda: Attachment("a.png", b"x", inline=True, content_id=f"a{breaker}@example.com"),
+    }
     with pytest.raises(InvalidMessageError) as caught:
-        if field == "headers":
-            Message(**fields, headers={"X-Note": evil})
-        elif field in ("sender", "to"):
-            Message(**{**fields, field: f"{evil} <a@example.com>" if field == "sender" else [evil]})
-        elif field == "filename":
-            Attachment(evil, b"x")
-        elif field == "content_type":
-            Attachment("a.txt", b"x", f"text/plain{breaker}")
-        elif field == "content_id":
-            Attachment("a.png", b"x", inline=True, content_id=f"a{breaker}@example.com")
-        else:
-            Message(**fields, **{field: evil})
+        attempts[field]()
     assert_names_a_field(caught.value)
 
 
