@@ -30,7 +30,6 @@ from tests.reliability._badinput import (
     any_header_name,
     any_text,
     check_wire,
-    decoded,
     header_block,
     hostile_text,
     long_text,
