@@ -996,6 +996,12 @@ def _from_url(url: urllib.parse.SplitResult, **overrides: Any) -> GmailOAuthChan
     Without ``credentials`` in the URL or the overrides, the environment variable
     ``SENDCHANNEL_GMAIL_CREDENTIALS`` gives the path of the JSON file, or the JSON itself.
     """
+    if url.password is not None:
+        raise ConfigurationError(
+            f"{redact_url(url)} has a password, but Gmail is reached with OAuth only; write "
+            "gmail://alice@example.com?credentials=/path/to/authorized_user.json and keep the password out "
+            "of the URL."
+        )
     address = urllib.parse.unquote(url.netloc)
     if not address or "@" not in address or url.path not in ("", "/"):
         raise ConfigurationError(

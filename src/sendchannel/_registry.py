@@ -156,17 +156,37 @@ def redact_url(url: str | urllib.parse.SplitResult) -> str:
     """``url`` with its password (or a bare key in the user part of key-only URLs) replaced by ``***``."""
     try:
         parts = urllib.parse.urlsplit(url) if isinstance(url, str) else url
-    except ValueError:
+        if isinstance(url, str) and _misplaced_at(parts):
+            # The userinfo held an unencoded / ? or #, so part of the password sits after the host: show
+            # nothing before the last @ that belongs to it.
+            start = url.index("://") + 3 if "://" in url else 0
+            equals = url.find("=", start)
+            end = url.rfind("@", start, len(url) if equals < 0 else equals)
+            url = f"{url[:start]}***{url[end:]}" if end >= 0 else f"{url[:start]}***"
+            parts = urllib.parse.urlsplit(url)
+        netloc, query = parts.netloc, _redact_query(parts.query)
+    except ValueError:  # includes text that cannot be encoded (lone surrogates)
         return "<a malformed URL>"
-    netloc, query = parts.netloc, _redact_query(parts.query)
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user, colon, _password = userinfo.partition(":")
-        userinfo = f"{user}:***" if colon else ("***" if parts.scheme in _KEY_IN_USER else user)
+        # In key-only URLs (sparkpost://KEY@us) the user part is the key, whatever follows it.
+        userinfo = "***" if parts.scheme in _KEY_IN_USER else (f"{user}:***" if colon else user)
         netloc = f"{userinfo}@{hostport}"
     if (netloc, query) == (parts.netloc, parts.query):
         return url if isinstance(url, str) else parts.geturl()
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _misplaced_at(parts: urllib.parse.SplitResult) -> bool:
+    """Whether an @ sits where no channel URL has one (the path, a query option's name, the fragment).
+
+    It means the userinfo held an unencoded ``/``, ``?`` or ``#`` (a password such as ``pa/ss``), so the
+    URL was split in the wrong place and part of the password now looks like a path, option or fragment.
+    """
+    if "@" in parts.path or "@" in parts.fragment:
+        return True
+    return any("@" in name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
 
 
 _KEY_IN_USER = frozenset({"sparkpost"})
@@ -178,8 +198,13 @@ def _redact_query(query: str) -> str:
         return query
     pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
     return urllib.parse.urlencode(
-        [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*/"
+        [(k, "***" if _secret_param(k, v) else v) for k, v in pairs], safe="*/"
     )
+
+
+def _secret_param(name: str, value: str) -> bool:
+    # gmail://...?credentials= takes a file path or the grant itself as JSON, with its refresh token.
+    return name.lower() in _SECRET_PARAMS or (name.lower() == "credentials" and value.lstrip()[:1] == "{")
 
 
 def channel_from_url(url: str, **overrides: Any) -> Channel:
@@ -202,6 +227,13 @@ def channel_from_url(url: str, **overrides: Any) -> Channel:
             f"{redact_url(str(url))!r} is not a channel URL; write it like smtp://user:password@host:587 "
             f"(known schemes: {', '.join(schemes())})"
         )
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            "The channel URL contains a lone surrogate, which is not text (it usually comes from bytes "
+            "decoded with errors='surrogateescape'); decode it properly."
+        ) from None
     scheme = url.split("://", 1)[0].lower()
     factory = _load(scheme)
     if factory is None:
@@ -213,4 +245,10 @@ def channel_from_url(url: str, **overrides: Any) -> Channel:
         parts = split_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"{redact_url(url)} is not a valid URL: {exc}") from None
+    if scheme in _BUILTIN and _misplaced_at(parts):
+        raise ConfigurationError(
+            f"{redact_url(url)} has an @ after its host, so it was not read as meant: if the password (or "
+            "API key) contains /, ? or #, percent-encode them (%2F, %3F, %23), as every reserved character "
+            "of a password in a URL."
+        )
     return factory(parts, **overrides)

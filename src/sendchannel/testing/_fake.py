@@ -271,7 +271,11 @@ def memory_channel(name: str = "default") -> FakeChannel:
 
 
 def _from_url(url: urllib.parse.SplitResult, **overrides: Any) -> FakeChannel:
-    name = url.netloc or url.path.strip("/") or "default"
+    netloc = url.netloc
+    if url.password is not None:  # a password has no use here, and the name shows up in reprs and logs
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}@{hostport}"
+    name = netloc or url.path.strip("/") or "default"
     channel = memory_channel(name)
     for key, value in overrides.items():
         if key not in ("scope", "limits", "latency", "enforce_limits", "clock"):
