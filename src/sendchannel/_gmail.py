@@ -26,6 +26,7 @@ import functools
 import http.client
 import json
 import logging
+import math
 import os
 import re
 import ssl
@@ -310,14 +311,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not value:
         return None
     now = time.time() if now is None else now
-    if value.isdigit():
-        return float(value)
     try:
         seconds = float(value)
     except ValueError:
         pass
     else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
+        # NaN and infinity (also "1e309" or 400 digits) are unreadable: no real wait is that long.
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -343,19 +343,18 @@ def _read_answer(exc: HttpError, now: float) -> _GoogleAnswer:
     reasons: list[str] = []
     try:
         data = json.loads(exc.content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # not JSON, or nested too deep to read
         data = None
     if isinstance(data, list) and data:
         data = data[0]
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         text = str(error.get("message") or "")
-        for item in error.get("errors") or ():
-            if isinstance(item, dict) and item.get("reason"):
-                reasons.append(str(item["reason"]))
-        for item in error.get("details") or ():
-            if isinstance(item, dict) and item.get("reason"):
-                reasons.append(str(item["reason"]))
+        for key in ("errors", "details"):
+            items = error.get(key)
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and item.get("reason"):
+                    reasons.append(str(item["reason"]))
         if error.get("status"):
             reasons.append(str(error["status"]))
     elif isinstance(error, str):
@@ -367,7 +366,14 @@ def _read_answer(exc: HttpError, now: float) -> _GoogleAnswer:
     retry_after = parse_retry_after(exc.resp.get("retry-after"), now=now)
     if retry_after is None:
         retry_after = _retry_after_in_text(text, now)
-    return _GoogleAnswer(status, tuple(dict.fromkeys(reasons)), " ".join(text.split())[:500], retry_after)
+    reasons = [_printable(reason) for reason in reasons]
+    return _GoogleAnswer(status, tuple(dict.fromkeys(reasons)), _printable(text)[:500], retry_after)
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line (a line break in it would forge log lines) and encodable (JSON may carry a
+    lone surrogate such as ``"\ud800"``), for error messages, logs and terminals."""
+    return " ".join(text.split()).encode("utf-8", "replace").decode("utf-8")
 
 
 def _next_pacific_midnight(now: float) -> float | None:
@@ -844,6 +850,10 @@ class GmailOAuthChannel(BaseChannel):
             raise self._translate(exc, operation) from exc
         except GoogleClientError as exc:
             # The client refused an answer it could not use: for a send, it may have gone out.
+            raise self._unreadable(exc, operation) from exc
+        except Exception as exc:
+            # The client failed inside itself reading an odd answer (its HttpError cannot parse every
+            # error body; deeply nested JSON exhausts the recursion limit): the same as an unusable answer.
             raise self._unreadable(exc, operation) from exc
         return answer if isinstance(answer, dict) else {}
 

@@ -649,7 +649,7 @@ class SparkpostChannel(BaseChannel):
     def _json(response: httpx.Response) -> Any:
         try:
             return response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             return None
 
     def _describe(self, error: Mapping[str, Any]) -> str:

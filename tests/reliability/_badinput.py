@@ -36,8 +36,21 @@ MAX_LINE = 998
 
 # -- hostile text --------------------------------------------------------------------------------------
 
-LINE_BREAKS = ["\r", "\n", "\r\n", "\n\r", "\x00", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028",
-               "\u2029"]
+LINE_BREAKS = [
+    "\r",
+    "\n",
+    "\r\n",
+    "\n\r",
+    "\x00",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+]
 CONTROLS = ["\x01", "\x07", "\x08", "\t", "\x1b", "\x7f", "\x80", "\x9f", "\ufeff", "\u200b", "\u202e"]
 SURROGATES = ["\ud800", "\udfff", "\udc80"]
 #: Text that tries to smuggle a header, a folded line, a body boundary or an encoded line break.
@@ -52,14 +65,33 @@ TRICKS = [
     "=?utf-8?b?DQpCY2M6IGV2aWxAYXR0YWNrZXIuZXhhbXBsZQ==?=",
     "=?us-ascii?Q?X-Injected:_1?=",
     "=?utf-8?q?caf=C3=A9?= =?utf-8?q?_next?=",
-    "=?", "?=", "=?utf-8?", "=?=?=?",
+    "=?",
+    "?=",
+    "=?utf-8?",
+    "=?=?=?",
     "--=_sc_0123456789abcdef0123456789abcdef",
     "--boundary--",
     "Content-Type: text/html",
     "MIME-Version: 1.0",
     "From: evil@attacker.example",
-    ":", ";", ",", "<", ">", '"', "\\", "@", "(", ")", "[", "]", "%0d%0a", "{{x}}", "}}}",
-    "  ", " ", "\t ",
+    ":",
+    ";",
+    ",",
+    "<",
+    ">",
+    '"',
+    "\\",
+    "@",
+    "(",
+    ")",
+    "[",
+    "]",
+    "%0d%0a",
+    "{{x}}",
+    "}}}",
+    "  ",
+    " ",
+    "\t ",
 ]
 
 
@@ -101,8 +133,12 @@ hostile_named = st.one_of(
 hostile_parts = st.one_of(
     st.builds(lambda text, domain: f"{text}@{domain}", hostile_text, strategies.domains),
     st.builds(lambda local, text: f"{local}@{text}", strategies.local_parts, hostile_text),
-    st.builds(lambda local, text, domain: f"{local}{text}@{domain}", strategies.local_parts,
-              st.sampled_from(LINE_BREAKS + CONTROLS + SURROGATES), strategies.domains),
+    st.builds(
+        lambda local, text, domain: f"{local}{text}@{domain}",
+        strategies.local_parts,
+        st.sampled_from(LINE_BREAKS + CONTROLS + SURROGATES),
+        strategies.domains,
+    ),
 )
 
 #: Addresses: valid ones, with hostile display names, with hostile parts, or any text at all.
@@ -111,8 +147,23 @@ any_address = st.one_of(strategies.addresses, hostile_named, hostile_parts, host
 #: Header names: valid, library-owned, or hostile.
 any_header_name = st.one_of(
     strategies.header_names,
-    st.sampled_from(["Bcc", "bcc", "To", "Subject", "Content-Type", "content-transfer-encoding", "Date",
-                     "Message-ID", "MIME-Version", "Reply-To", "From", "Received", "Return-Path"]),
+    st.sampled_from(
+        [
+            "Bcc",
+            "bcc",
+            "To",
+            "Subject",
+            "Content-Type",
+            "content-transfer-encoding",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "Reply-To",
+            "From",
+            "Received",
+            "Return-Path",
+        ]
+    ),
     hostile_text,
     st.integers(70, 1200).map(lambda n: "X-" + "a" * n),
 )
@@ -124,8 +175,21 @@ message_ids = st.one_of(
 )
 
 #: Words an InvalidMessageError must contain one of: the field it is about.
-FIELD_WORDS = ("sender", "to[", "cc[", "bcc[", "reply_to[", "recipient", "subject", "headers", "message_id",
-               "Attachment.", "attachments", "text", "html")
+FIELD_WORDS = (
+    "sender",
+    "to[",
+    "cc[",
+    "bcc[",
+    "reply_to[",
+    "recipient",
+    "subject",
+    "headers",
+    "message_id",
+    "Attachment.",
+    "attachments",
+    "text",
+    "html",
+)
 
 
 def assert_names_a_field(error: InvalidMessageError) -> None:

@@ -40,10 +40,18 @@ content_types = st.one_of(
     any_text,
     st.integers(100, 1200).map(lambda n: "application/" + "x" * n),
 )
-content_ids = st.one_of(st.none(), any_text, st.builds(lambda t: f"<{t}@example.com>", any_text),
-                        st.integers(100, 1200).map(lambda n: "c" * n + "@example.com"))
-filenames = st.one_of(strategies.filenames, any_text, st.integers(100, 3000).map(lambda n: "f" * n + ".pdf"),
-                      st.integers(100, 1000).map(lambda n: "é" * n + ".txt"))
+content_ids = st.one_of(
+    st.none(),
+    any_text,
+    st.builds(lambda t: f"<{t}@example.com>", any_text),
+    st.integers(100, 1200).map(lambda n: "c" * n + "@example.com"),
+)
+filenames = st.one_of(
+    strategies.filenames,
+    any_text,
+    st.integers(100, 3000).map(lambda n: "f" * n + ".pdf"),
+    st.integers(100, 1000).map(lambda n: "é" * n + ".txt"),
+)
 
 
 def build(constructor: Any, *args: Any, **kwargs: Any) -> Any:

@@ -24,8 +24,22 @@ from tests import sentinels
 from tests.gmail.server import CLIENT_ID
 from tests.reliability._badinput import hostile_text, time_limit
 
-SCHEMES = ["smtp", "smtps", "office365", "gmail", "sparkpost", "memory", "SMTP", "GMail", "unknown", "x-y.z",
-           "", "smtp+tls", "ftp", "http"]
+SCHEMES = [
+    "smtp",
+    "smtps",
+    "office365",
+    "gmail",
+    "sparkpost",
+    "memory",
+    "SMTP",
+    "GMail",
+    "unknown",
+    "x-y.z",
+    "",
+    "smtp+tls",
+    "ftp",
+    "http",
+]
 
 GRANT = json.dumps(
     {
@@ -59,21 +73,72 @@ users = st.one_of(
 _delimiters = {ord(c): None for c in "?#/@"}
 url_text = hostile_text.map(lambda text: text.translate(_delimiters))
 hosts = st.one_of(
-    st.sampled_from(["127.0.0.1", "smtp.example.com", "[::1]", "[::1", "[zz]", "us", "eu", "EU",
-                     "contoso.com", "example.com", "", "exa mple.com", "例え.jp", "xn--", "-bad-.com",
-                     "a" * 300]),
+    st.sampled_from(
+        [
+            "127.0.0.1",
+            "smtp.example.com",
+            "[::1]",
+            "[::1",
+            "[zz]",
+            "us",
+            "eu",
+            "EU",
+            "contoso.com",
+            "example.com",
+            "",
+            "exa mple.com",
+            "例え.jp",
+            "xn--",
+            "-bad-.com",
+            "a" * 300,
+        ]
+    ),
     url_text,
 )
 ports = st.one_of(
     st.none(), st.integers(-5, 70_000).map(str), st.sampled_from(["", "abc", "٣", "1e3", "0x19"]), url_text
 )
 paths = st.sampled_from(["", "/", "/api/v1", "/x/y", "/%0d%0a", "//"])
-OPTIONS = ["tls", "timeout", "pool_size", "allow_insecure_auth", "domains", "region", "base_url",
-           "credentials", "workspace", "send_as", "host", "port", "api_endpoint", "max_concurrency", "name",
-           "local_hostname", "recycle_after", "max_idle"]
-VALUES = ["none", "starttls", "implicit", "nan", "inf", "-1", "0", "1e309", "true", "maybe", "example.com",
-          "https://api.example.com/api/v1", "http://evil.example/api/v1", "http://127.0.0.1:1/api/v1",
-          "a@b.com,c@d.com", "/nonexistent/grant.json", "{", "[]"]
+OPTIONS = [
+    "tls",
+    "timeout",
+    "pool_size",
+    "allow_insecure_auth",
+    "domains",
+    "region",
+    "base_url",
+    "credentials",
+    "workspace",
+    "send_as",
+    "host",
+    "port",
+    "api_endpoint",
+    "max_concurrency",
+    "name",
+    "local_hostname",
+    "recycle_after",
+    "max_idle",
+]
+VALUES = [
+    "none",
+    "starttls",
+    "implicit",
+    "nan",
+    "inf",
+    "-1",
+    "0",
+    "1e309",
+    "true",
+    "maybe",
+    "example.com",
+    "https://api.example.com/api/v1",
+    "http://evil.example/api/v1",
+    "http://127.0.0.1:1/api/v1",
+    "a@b.com,c@d.com",
+    "/nonexistent/grant.json",
+    "{",
+    "[]",
+]
 #: Options that hold secrets (the redaction covers them), with a sentinel as their value.
 SECRET_OPTIONS = ["password", "token", "key", "api_key", "secret", "client_secret"]
 query = st.lists(

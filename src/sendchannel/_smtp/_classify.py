@@ -14,6 +14,7 @@ a request to slow down.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Collection, Sequence
 from typing import Literal
@@ -63,12 +64,21 @@ class Stage(enum.Enum):
     QUIT = "QUIT"
 
 
+def _one_line(text: str) -> str:
+    # A reply's text ends up in error messages and log lines: a CR, LF or other line break in it could
+    # forge a log line, and undecodable bytes (kept as lone surrogates) could not be written at all.
+    return " ".join(text.split()).encode("utf-8", "replace").decode("utf-8")
+
+
 @attrs.frozen
 class Reply:
-    """One SMTP reply: its code and its text (lines joined by spaces, secrets already removed)."""
+    """One SMTP reply: its code and its text (lines joined by spaces, secrets already removed).
+
+    The text is kept on one line, with blanks collapsed and undecodable characters replaced.
+    """
 
     code: int
-    text: str
+    text: str = attrs.field(converter=_one_line)
 
     @property
     def enhanced(self) -> str | None:
@@ -452,7 +462,8 @@ def _retry_after(text: str) -> float | None:
     match = _RETRY_RE.search(text)
     if match is None:
         return None
-    return float(match[1]) * _UNIT_SECONDS[match[2][0].lower()]
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2][0].lower()]
+    return seconds if math.isfinite(seconds) else None  # 400 digits are not a wait
 
 
 def classify_reply(
