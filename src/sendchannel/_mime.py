@@ -71,7 +71,10 @@ def _fold_words(name: str, value: str) -> str:
 def _text_header(name: str, value: str) -> str:
     if _plain(value):
         return _fold_words(name, value)
-    encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
+    # With a long name the stdlib would fold right after "Name:", and readers keep the blank of that fold
+    # as a leading space of the value: leave room for a first encoded word on the name's line.
+    width = max(76, len(name) + 2 + 30)
+    encoded = Header(value, "utf-8", header_name=name, maxlinelen=width).encode(linesep=CRLF)
     return f"{name}: {encoded}"
 
 

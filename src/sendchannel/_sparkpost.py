@@ -503,8 +503,13 @@ class SparkpostChannel(BaseChannel):
         )
 
     def _scrub(self, text: str) -> str:
-        """``text`` without the API key, shortened: provider replies are kept in errors and logs."""
+        """``text`` without the API key, shortened: provider replies are kept in errors and logs.
+
+        It is also put on one line (a line break from the reply could forge a log line) and made encodable
+        (JSON can carry a lone surrogate such as ``"\ud800"``).
+        """
         text = text.replace(self._api_key, "***")
+        text = " ".join(text.split()).encode("utf-8", "replace").decode("utf-8")
         return text if len(text) <= _REPLY_LIMIT else text[: _REPLY_LIMIT - 3] + "..."
 
     # -- sending ------------------------------------------------------------------------------------
