@@ -11,6 +11,7 @@ checks, crashes the fuzzer with the input that caused it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -56,10 +57,8 @@ def _message(data: atheris.FuzzedDataProvider) -> None:
 
 
 def _address(data: atheris.FuzzedDataProvider) -> None:
-    try:
+    with contextlib.suppress(InvalidMessageError):
         parse_address(data.ConsumeUnicode(200), "to[0]")
-    except InvalidMessageError:
-        pass
 
 
 def _reply(data: atheris.FuzzedDataProvider) -> None:
