@@ -110,8 +110,8 @@ class Attachment:
 
     @filename.validator
     def _check_filename(self, attribute: object, value: object) -> None:
-        _check_line(value, "Attachment.filename")
-        if not value:
+        name = _check_line(value, "Attachment.filename")
+        if not name.strip():  # readers strip blanks, so a blank name arrives as no name at all
             raise InvalidMessageError("Attachment.filename: give the file a name")
 
     @content_type.validator

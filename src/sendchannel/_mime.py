@@ -143,8 +143,10 @@ _PARAM_CHUNK = 60
 
 
 def _param(name: str, value: str) -> str:
-    # "=?" goes percent-encoded: readers decode RFC 2047 look-alikes even inside quoted parameters.
-    if value.isascii() and all(32 <= ord(ch) < 127 for ch in value) and "=?" not in value:
+    # "=?" goes percent-encoded: readers decode RFC 2047 look-alikes even inside quoted parameters; and
+    # they take "<...>" around a quoted value off, as if it were an address.
+    angled = value.startswith("<") and value.endswith(">")
+    if value.isascii() and all(32 <= ord(ch) < 127 for ch in value) and "=?" not in value and not angled:
         simple = f'{name}="{email.utils.quote(value)}"'
         if len(simple) <= _PARAM_CHUNK + 10:
             return simple
@@ -285,6 +287,16 @@ def _addresses(message: email.message.Message, name: str) -> list[str]:
     return out
 
 
+def _filename(part: email.message.EmailMessage) -> str | None:
+    # get_filename() strips blanks and takes "<...>" off a name as if it were an address; the parsed
+    # header's parameters keep the name exactly.
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        params = getattr(part.get(header), "params", None)
+        if params and params.get(param):
+            return str(params[param])
+    return part.get_filename()
+
+
 def _decoded_text(part: email.message.EmailMessage) -> str:
     content = part.get_content()
     assert isinstance(content, str)
@@ -311,7 +323,8 @@ def parse(source: email.message.Message) -> dict[str, Any]:
             continue
         disposition = part.get_content_disposition()
         content_type = part.get_content_type()
-        if disposition != "attachment" and part.get_filename() is None:
+        filename = _filename(part)
+        if disposition != "attachment" and filename is None:
             if content_type == "text/plain" and text is None:
                 text = _decoded_text(part)
                 continue
@@ -322,7 +335,7 @@ def parse(source: email.message.Message) -> dict[str, Any]:
         content_id = part.get("Content-ID")
         attachments.append(
             Attachment(
-                part.get_filename() or "attachment",
+                filename or "attachment",
                 payload if isinstance(payload, bytes) else b"",
                 content_type,
                 inline=disposition == "inline" or (content_id is not None and disposition is None),

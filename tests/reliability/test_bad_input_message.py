@@ -67,14 +67,6 @@ def build(constructor: Any, *args: Any, **kwargs: Any) -> Any:
     return built
 
 
-def comparable(message: Message) -> tuple[Any, ...]:
-    """Every field of ``message``; file names without outer blanks, which the stdlib's reader strips."""
-    files = [
-        (a.filename.strip(), a.content, a.content_type, a.inline, a.content_id) for a in message.attachments
-    ]
-    return (message.evolve(attachments=()), files)
-
-
 def check_rendered(message: Message) -> None:
     """The rendering is safe on the wire and reads back to the same message."""
     with time_limit(10, "rendering"):
@@ -82,7 +74,7 @@ def check_rendered(message: Message) -> None:
     check_wire(data, message)
     if message.to or message.cc:  # a message with only Bcc has no recipient in its headers
         parsed = email.message_from_bytes(data, policy=email.policy.default)
-        assert comparable(message.evolve(bcc=())) == comparable(Message.from_email_message(parsed))
+        assert message.evolve(bcc=()) == Message.from_email_message(parsed)
     gmail = message.evolve()  # the Gmail rendering adds Bcc
     from sendchannel._mime import render
 
@@ -216,3 +208,20 @@ def test_bodies_with_any_text_render_safely(text: str) -> None:
     message = build(Message, "app@example.com", ["bob@example.net"], text=text, html=f"<p>{text}</p>")
     if message is not None:
         check_rendered(message)
+
+
+@pytest.mark.parametrize("name", [" ", "\t", "  \t "])
+def test_a_blank_file_name_is_refused_as_no_name(name: str) -> None:
+    """Readers strip the blanks of a file name, so a blank one would arrive as no name at all."""
+    with pytest.raises(InvalidMessageError, match="give the file a name"):
+        Attachment(name, b"x")
+
+
+@pytest.mark.parametrize("name", ["<>", "<report.pdf>", "<ü>", " padded name.txt ", "ab " * 200])
+def test_file_names_that_readers_would_trim_arrive_exactly(name: str) -> None:
+    """A name in angle brackets or with outer blanks reaches the reader unchanged (stdlib and ours)."""
+    message = Message("app@example.com", ["bob@example.net"], attachments=[Attachment(name, b"x")])
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert message == Message.from_email_message(parsed)
+    legacy = email.message_from_bytes(message.as_bytes())
+    assert name.strip() == [part.get_filename() for part in legacy.walk()][-1]
