@@ -47,8 +47,10 @@ def all_refused_error(
     code, enhanced = parsed[first_recipient]
     if server is None:
         subject = "The recipient was refused" if count == 1 else f"All {count} recipients were refused"
+    elif count == 1:
+        subject = f"{server} refused the recipient"
     else:
-        subject = f"{server} refused the recipient" if count == 1 else f"{server} refused all {count} recipients"
+        subject = f"{server} refused all {count} recipients"
     if all(c is not None and 400 <= c < 500 for c, _ in parsed.values()):
         kind: type[TransientError] = TransientError
         if any(_throttling(c, e, rejected[r]) for r, (c, e) in parsed.items()):

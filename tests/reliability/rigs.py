@@ -348,7 +348,7 @@ async def office365_double(
             yield channel
 
 
-# -- Gmail -----------------------------------------------------------------------------------------------------
+# -- Gmail ------------------------------------------------------------------------------------------------
 
 
 class FaultyGmailServer(GmailServer):
@@ -386,6 +386,8 @@ class FaultyGmailServer(GmailServer):
                 super()._handle()
 
         self._httpd.RequestHandlerClass = Handler
+        # Clients give up on purpose here (timeouts): a handler writing to a closed socket is expected.
+        self._httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         return self
 
     def stop(self) -> None:
@@ -457,7 +459,7 @@ async def gmail(
             yield channel
 
 
-# -- SparkPost -------------------------------------------------------------------------------------------------
+# -- SparkPost --------------------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager

@@ -35,8 +35,8 @@ from sendchannel import (
     PermanentError,
     QuotaExceededError,
     RecipientsRefusedError,
-    RetryPolicy,
     Retrying,
+    RetryPolicy,
     SenderNotAllowedError,
     SendError,
     ThrottledError,
@@ -196,7 +196,8 @@ for kind in ("smtp", "office365"):
 case("smtp", "TLS handshake", "implicit TLS to a port that does not speak TLS", PermanentError, NOT_RETRIED,
      r"TLS handshake .* failed", scripted("smtp", {}, server_tls="none", channel_tls="implicit"))
 case("smtp", "TLS handshake", "implicit TLS: dropped during the handshake", ConnectionLostError, RETRIED,
-     r"lost at the TLS handshake", scripted("smtp", {"greeting": DROP}, server_tls="none", channel_tls="implicit"))
+     r"lost at the TLS handshake",
+     scripted("smtp", {"greeting": DROP}, server_tls="none", channel_tls="implicit"))
 case("smtp", "TLS handshake", "implicit TLS: stall during the handshake", ConnectionLostError, RETRIED,
      WAITED, scripted("smtp", {"greeting": STALL}, server_tls="none", channel_tls="implicit"))
 case("smtp", "TLS handshake", "implicit TLS: certificate from an untrusted CA", PermanentError,
@@ -374,7 +375,8 @@ case("gmail", "answer", "quota reply (403 dailyLimitExceeded)", QuotaExceededErr
      r"daily Gmail API quota", gmail(api_answer(403, google_error(403, "dailyLimitExceeded",
                                                                    "Daily Limit Exceeded"))))
 case("gmail", "answer", "4xx (400 invalidArgument)", MessageRejectedError, NOT_RETRIED,
-     r"refused the message", gmail(api_answer(400, google_error(400, "invalidArgument", "Invalid To header"))))
+     r"refused the message",
+     gmail(api_answer(400, google_error(400, "invalidArgument", "Invalid To header"))))
 case("gmail", "answer", "4xx (401 after a fresh token)", AuthenticationError, NOT_RETRIED,
      r"does not accept the access token", gmail(api_answer(401, google_error(401, "authError",
                                                                              "Invalid Credentials"))))
