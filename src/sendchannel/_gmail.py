@@ -231,11 +231,15 @@ class _Transport:
         try:
             try:
                 connection.connect()
-                connection.request(method, target, body=body, headers=dict(headers))
             except ssl.SSLError as exc:
+                # The handshake: a certificate that cannot be verified, or no version or cipher in common.
                 if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
                     raise _NotSent(f"{where}: {_describe(exc)}") from exc
                 raise _TlsRefused(where, exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise _NotSent(f"{where}: {_describe(exc)}") from exc
+            try:
+                connection.request(method, target, body=body, headers=dict(headers))
             except (OSError, http.client.HTTPException) as exc:
                 raise _NotSent(f"{where}: {_describe(exc)}") from exc
             try:
@@ -292,11 +296,13 @@ class _TokenRequest(google.auth.transport.Request):
         except (_NotSent, _AnswerLost) as exc:
             raise google.auth.exceptions.TransportError(str(exc)) from exc  # type: ignore[no-untyped-call]
         status = int(response.status)
-        # google-auth reads every token answer as an OAuth JSON object: anything else (a proxy's HTML page)
-        # makes it fail with a TypeError, a 5xx without an OAuth error reads as a refused grant, and it
-        # retries 5xx and 429 itself, sleeping. Such answers are reported here instead; the retry layer
-        # decides about retrying.
-        if status == 429 or status >= 500 or not _is_json_object(content):
+        # google-auth reads every answer of a token endpoint (a POST) as an OAuth JSON object: anything
+        # else (a proxy's HTML page) makes it fail with a TypeError, a 5xx without an OAuth error reads as
+        # a refused grant, and it retries 5xx and 429 itself, sleeping. Such answers are reported here
+        # instead, and the retry layer decides about retrying. (GETs, such as a metadata server's, may
+        # answer plain text.)
+        unreadable = method.upper() == "POST" and not _is_json_object(content)
+        if status == 429 or status >= 500 or unreadable:
             retry_after = parse_retry_after(response.get("retry-after"))
             raise _TokenEndpointFailed(status, retry_after, content)
         return _TokenResponse(status, dict(response), content)

@@ -427,6 +427,7 @@ async def gmail(
     fresh_token: bool = True,
     api_port: int | None = None,
     token_port: int | None = None,
+    https: bool = False,
 ) -> AsyncIterator[GmailOAuthChannel]:
     """The local Gmail API server, armed by ``arm``, and a channel for alice@example.com.
 
@@ -437,11 +438,12 @@ async def gmail(
             channel holds a valid token and its first call goes straight to the API.
         api_port: Point the API endpoint at this port instead of the server's.
         token_port: Point the token endpoint at this port instead of the server's.
+        https: Speak https to the server even when it serves plain HTTP.
     """
     tls = env.server_tls(certificate).server_context() if certificate is not None else None
     with FaultyGmailServer(tls=tls) as server:
         arm(server)
-        scheme = "https" if tls is not None else "http"
+        scheme = "https" if tls is not None or https else "http"
         api = f"{scheme}://{HOST}:{api_port or server.port}/"
         token_uri = f"{scheme}://{HOST}:{token_port or server.port}/token"
         token = None
@@ -471,6 +473,7 @@ async def sparkpost(
     certificate: str | None = None,
     trust: bool = True,
     port: int | None = None,
+    https: bool = False,
 ) -> AsyncIterator[SparkpostChannel]:
     """The local SparkPost server answering the next ``times`` requests with ``answer``, and a channel.
 
@@ -478,6 +481,7 @@ async def sparkpost(
         certificate: Serve HTTPS with this certificate (``"trusted"``, ``"untrusted"``, ``"wrong-host"``).
         trust: Give the channel a transport that trusts the test authority (else httpx's defaults).
         port: Point the channel at this port instead of the server's.
+        https: Speak https to the server even when it serves plain HTTP.
     """
     server = SparkpostServer()
     if certificate is not None:
@@ -487,7 +491,7 @@ async def sparkpost(
     try:
         if answer is not None:
             server.script(answer, times=times)
-        scheme = "https" if certificate is not None else "http"
+        scheme = "https" if certificate is not None or https else "http"
         base_url = f"{scheme}://{HOST}:{port or server._httpd.server_address[1]}/api/v1"
         transport = httpx.AsyncHTTPTransport(verify=env.client_tls) if trust and scheme == "https" else None
         channel = SparkpostChannel(

@@ -333,6 +333,8 @@ case("gmail", TOKEN_REFRESH, "malformed reply (200, not JSON)", TransientError, 
 
 case("gmail", "request", "refused connection", ConnectionLostError, RETRIED, r"could not reach Gmail",
      lambda env: rigs.gmail(env, fresh_token=False, api_port=rigs.closed_port()))
+case("gmail", "request", "TLS to a port that does not speak TLS", PermanentError, NOT_RETRIED,
+     r"TLS handshake with Gmail's server .* failed", gmail(https=True, fresh_token=False))
 case("gmail", "request", "certificate from an untrusted CA", PermanentError, NOT_RETRIED,
      r"certificate .* could not be verified", gmail(certificate="untrusted", fresh_token=False))
 case("gmail", "request", "certificate for another host name", PermanentError, NOT_RETRIED,
@@ -434,6 +436,8 @@ case("sparkpost", "connect", "dropped during the TLS handshake", ConnectionLostE
      functools.partial(_sparkpost_at, how="drop"))
 case("sparkpost", "connect", "stall during the TLS handshake", ConnectionLostError, RETRIED, COULD_NOT,
      functools.partial(_sparkpost_at, how="stall-tls"))
+case("sparkpost", "connect", "TLS to a port that does not speak TLS", PermanentError, NOT_RETRIED,
+     r"TLS handshake with SparkPost .* failed", sparkpost(https=True))
 case("sparkpost", "connect", "certificate from an untrusted CA", PermanentError, NOT_RETRIED,
      r"certificate .* could not be verified", sparkpost(certificate="untrusted"))
 case("sparkpost", "connect", "certificate for another host name", PermanentError, NOT_RETRIED,
