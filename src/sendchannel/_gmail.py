@@ -302,7 +302,7 @@ class _TokenRequest(google.auth.transport.Request):
         # instead, and the retry layer decides about retrying. (GETs, such as a metadata server's, may
         # answer plain text.)
         unreadable = method.upper() == "POST" and not _is_json_object(content)
-        if status == 429 or status >= 500 or unreadable:
+        if status in (408, 429) or status >= 500 or unreadable:
             retry_after = parse_retry_after(response.get("retry-after"))
             raise _TokenEndpointFailed(status, retry_after, content)
         return _TokenResponse(status, dict(response), content)
@@ -316,7 +316,7 @@ def _is_json_object(content: bytes) -> bool:
 
 
 class _TokenEndpointFailed(google.auth.exceptions.TransportError):
-    """The token endpoint answered with a server error, a 429, or something that is not OAuth JSON."""
+    """The token endpoint answered 408, 429 or 5xx, or with something that is not OAuth JSON."""
 
     def __init__(self, status: int, retry_after: float | None, content: bytes) -> None:
         text = " ".join(re.sub(r"<[^>]*>", " ", content.decode("utf-8", "replace")).split())[:200]
@@ -958,8 +958,8 @@ class GmailOAuthChannel(BaseChannel):
                 retry_after=exc.retry_after,
                 reply=said,
             )
-        if exc.status >= 500 or exc.status == 200:
-            what = "failed for now" if exc.status >= 500 else "gave an answer that is not a token"
+        if exc.status >= 500 or exc.status in (200, 408):
+            what = "gave an answer that is not a token" if exc.status == 200 else "failed for now"
             return TransientError(
                 f"Google's token endpoint {what} while refreshing the token for {account} ({said}); "
                 "nothing was sent, so trying again is safe.",
