@@ -8,6 +8,7 @@ needs SMTPUTF8 from the server, and the display name is kept as text (encoded wi
 from __future__ import annotations
 
 import re
+
 from sendchannel.errors import InvalidMessageError
 
 __all__ = ["ParsedAddress", "parse_address"]
