@@ -43,6 +43,16 @@ DATA_TAKEN_THEN_DROPPED = 0.003
 DATA_DROPPED = 0.002
 
 
+def pick(chooser: random.Random, chances: tuple[tuple[str, float], ...]) -> str:
+    """One name drawn with its chance from ``chances``, or ``"none"`` (with what chance is left)."""
+    draw = chooser.random()
+    for name, chance in chances:
+        if draw < chance:
+            return name
+        draw -= chance
+    return "none"
+
+
 class FaultyHandler:
     """aiosmtpd handler hooks that log accepted Message-IDs and inject faults."""
 
@@ -91,18 +101,15 @@ class FaultyHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         assert isinstance(data, bytes)
-        draw = self.chooser.random()
-        for fault, chance in (
-            ("data_451", DATA_TEMPORARY),
-            ("data_421", DATA_CLOSING),
-            ("data_taken_then_dropped", DATA_TAKEN_THEN_DROPPED),
-            ("data_dropped", DATA_DROPPED),
-        ):
-            if draw < chance:
-                break
-            draw -= chance
-        else:
-            fault = "none"
+        fault = pick(
+            self.chooser,
+            (
+                ("data_451", DATA_TEMPORARY),
+                ("data_421", DATA_CLOSING),
+                ("data_taken_then_dropped", DATA_TAKEN_THEN_DROPPED),
+                ("data_dropped", DATA_DROPPED),
+            ),
+        )
         self.faults[fault] += 1
         if fault == "data_451":
             return "451 4.3.0 queue temporarily unavailable"

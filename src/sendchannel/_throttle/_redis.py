@@ -200,6 +200,8 @@ class RedisStore:
             import redis
             import redis.asyncio
             import redis.exceptions
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
         except ImportError as exc:
             raise ImportError(
                 'RedisStore needs the redis package; install it with: pip install "sendchannel[redis]"',
@@ -221,7 +223,14 @@ class RedisStore:
             self._where = redact_url(given)
             try:
                 client = redis.asyncio.Redis.from_url(
-                    given, socket_connect_timeout=timeout, socket_timeout=timeout
+                    given,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    # A pooled connection that Redis closed (a restart, a failover, an idle timeout) fails
+                    # its next command: run that command once more on a new connection. Connection errors
+                    # only, never timeouts; a reservation run twice after a lost reply only counts the
+                    # send twice, the safe side.
+                    retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
                 )
             except ValueError as exc:
                 raise ConfigurationError(
