@@ -7,7 +7,8 @@ generator:
 
 * RCPT: recipients at ``refused.example.org`` get ``550 5.1.1``, at ``busy.example.org`` ``450 4.2.1``;
   any other recipient ``451 4.3.0`` now and then (a partial refusal, or a temporary all-refused one).
-* MAIL: now and then ``421 4.4.2`` and the connection closes (the idle timeout a pooled connection meets).
+* MAIL: now and then, on a connection that carried a message before, ``421 4.4.2`` and the connection
+  closes (the idle timeout a pooled connection meets).
 * End of DATA: now and then ``451 4.3.0`` (not taken); ``421 4.3.2 ... try again in 1 second`` and the
   connection closes (not taken); the message is taken and the connection dropped before the reply
   (delivered, but the client cannot know); the connection dropped without taking it.
@@ -76,7 +77,10 @@ class FaultyHandler:
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if self.chooser.random() < MAIL_CLOSING:
+        transactions = getattr(session, "transactions", 0)
+        session.transactions = transactions + 1  # type: ignore[attr-defined]
+        # Only on a connection used before: the idle timeout a pooled connection meets.
+        if transactions and self.chooser.random() < MAIL_CLOSING:
             self.faults["mail_421"] += 1
             self._close_after_reply(server)
             return "421 4.4.2 smtp-faults.localhost closing idle connection"

@@ -8,6 +8,7 @@ import collections
 import contextlib
 import json
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -226,6 +227,8 @@ class FaultServer:
     port: int
     log: Path
     faults: dict[str, int] = attrs.Factory(dict)
+    #: CPU seconds the server process used (user + system), once stopped.
+    cpu: float = 0.0
 
     def received(self) -> list[str]:
         """The Message-IDs the server logged, in order."""
@@ -243,6 +246,7 @@ def fault_server(seed: int, log: Path) -> Iterator[FaultServer]:
         text=True,
     )
     server: FaultServer | None = None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -257,6 +261,9 @@ def fault_server(seed: int, log: Path) -> Iterator[FaultServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if server is not None:
+        server.cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     faults = Path(f"{log}.faults")
     if server is not None and faults.exists():
         server.faults.update(json.loads(faults.read_text()))

@@ -165,11 +165,14 @@ class RedisStore:
     Every process that uses the same Redis (and ``prefix``) shares the budget of each key. A send costs
     one round trip, an atomic Lua script that takes its time from the Redis server, so machines whose
     clocks disagree still keep one sliding window. Keys expire when their windows do. If Redis cannot be
-    reached, sends fail with ``ConnectionLostError`` and nothing is sent: never unthrottled. Nothing
-    connects until the first use.
+    reached, sends fail with ``ConnectionLostError`` and nothing is sent: never unthrottled. When Redis
+    comes back on the same address, sending resumes (a pooled connection it closed is opened again).
+    Nothing connects until the first use.
 
     Use a Redis whose eviction policy is ``noeviction`` (the default) or ``volatile-*``; the store's keys
-    all carry an expiry.
+    all carry an expiry. The counts live in Redis's memory: a Redis that restarts empty forgets the sends
+    of the current windows, so the windows around the restart may take up to one window's count more.
+    Keep them with persistence (``appendonly yes``, or save points, which a clean shutdown honours).
 
     Args:
         url_or_client: A URL (``redis://[:password@]host:6379/0``, ``rediss://...`` for TLS,
