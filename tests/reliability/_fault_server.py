@@ -9,9 +9,9 @@ generator:
   any other recipient ``451 4.3.0`` now and then (a partial refusal, or a temporary all-refused one).
 * MAIL: now and then, on a connection that carried a message before, ``421 4.4.2`` and the connection
   closes (the idle timeout a pooled connection meets).
-* End of DATA: now and then ``451 4.3.0`` (not taken); ``421 4.3.2 ... try again in 1 second`` and the
-  connection closes (not taken); the message is taken and the connection dropped before the reply
-  (delivered, but the client cannot know); the connection dropped without taking it.
+* End of DATA: now and then ``451 4.3.0`` (not taken); once in 10,000 ``421 4.3.2 ... try again in
+  1 second`` and the connection closes (not taken); the message is taken and the connection dropped
+  before the reply (delivered, but the client cannot know); the connection dropped without taking it.
 
 Counters of every fault are written to ``LOG.faults`` (JSON) when the server gets SIGTERM.
 """
@@ -39,9 +39,11 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re
 RCPT_TEMPORARY = 0.005
 MAIL_CLOSING = 0.002
 DATA_TEMPORARY = 0.01
-DATA_CLOSING = 0.0001
 DATA_TAKEN_THEN_DROPPED = 0.003
 DATA_DROPPED = 0.002
+#: One end of DATA in this many gets the closing 421, which pauses every sender for a second: a fixed
+#: count (5 in 50,000), whatever order the connections' commands arrive in.
+DATA_CLOSING_EVERY = 10_000
 
 
 def pick(chooser: random.Random, chances: tuple[tuple[str, float], ...]) -> str:
@@ -61,6 +63,7 @@ class FaultyHandler:
         self.chooser = random.Random(seed)
         self.descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.faults: collections.Counter[str] = collections.Counter()
+        self.messages = 0
 
     @staticmethod
     def _close_after_reply(server: SMTP) -> None:
@@ -105,15 +108,18 @@ class FaultyHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         assert isinstance(data, bytes)
-        fault = pick(
-            self.chooser,
-            (
-                ("data_451", DATA_TEMPORARY),
-                ("data_421", DATA_CLOSING),
-                ("data_taken_then_dropped", DATA_TAKEN_THEN_DROPPED),
-                ("data_dropped", DATA_DROPPED),
-            ),
-        )
+        self.messages += 1
+        if self.messages % DATA_CLOSING_EVERY == DATA_CLOSING_EVERY // 2:
+            fault = "data_421"
+        else:
+            fault = pick(
+                self.chooser,
+                (
+                    ("data_451", DATA_TEMPORARY),
+                    ("data_taken_then_dropped", DATA_TAKEN_THEN_DROPPED),
+                    ("data_dropped", DATA_DROPPED),
+                ),
+            )
         self.faults[fault] += 1
         if fault == "data_451":
             return "451 4.3.0 queue temporarily unavailable"
