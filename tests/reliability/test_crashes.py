@@ -221,3 +221,38 @@ async def test_the_first_send_after_redis_restarts_on_the_same_address_goes_thro
         await store.aclose()
         server.stop()
     assert 5 == len(channel.log)
+
+
+async def test_a_hung_redis_fails_sends_after_the_timeout_and_they_resume_when_it_wakes(
+    tmp_path: Path,
+) -> None:
+    """Redis stopped with SIGSTOP (hung, not gone): each send fails after the store's timeout with
+    ConnectionLostError saying Redis did not answer and nothing was sent; after SIGCONT sending resumes, and
+    the asks Redis ran late only count against the budget (nothing goes over a limit)."""
+    server = RestartableRedis(tmp_path, persistent=False)
+    server.start()
+    assert server.process is not None
+    store = RedisStore(server.url, timeout=0.3)
+    channel = LoggingChannel(limits=Limits(rates=REDIS_RATES))
+    throttler = Throttler(channel, store=store)
+    try:
+        await asyncio.gather(*(throttler.send(message()) for _ in range(4)))
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ConnectionLostError) as caught:
+                await throttler.send(message())
+            waited = time.monotonic() - started
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        await asyncio.gather(*(throttler.send(message()) for _ in range(12)))
+    finally:
+        await store.aclose()
+        server.stop()
+    assert 0.3 <= waited < 2.0
+    assert f"Redis at redis://:***@127.0.0.1:{server.port}/0 did not answer" in str(caught.value)
+    assert "nothing was sent" in str(caught.value)
+    assert [] == sentinels.leaked(str(caught.value))
+    assert 16 == len(channel.log)
+    for rate in REDIS_RATES:
+        assert 0 == sliding_window_excess(channel.log, rate.count, rate.per, tolerance=JITTER), rate

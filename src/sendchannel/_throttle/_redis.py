@@ -258,7 +258,8 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
         self._pause = client.register_script(_PAUSE)
         self._redis_errors = redis.RedisError
-        self._connection_errors = (redis.ConnectionError, redis.TimeoutError, OSError)
+        self._timeout_errors = (redis.TimeoutError, TimeoutError)
+        self._connection_errors = (redis.ConnectionError, OSError)
         self._auth_errors = (
             redis.exceptions.AuthenticationError,
             redis.exceptions.AuthorizationError,
@@ -347,6 +348,13 @@ class RedisStore:
                 f"Redis at {self._where} refused the throttle store's client ({type(exc).__name__}), so "
                 "nothing was sent. Check the password or ACL user in the URL."
             ) from None
+        except self._timeout_errors as exc:
+            # The command may still run when Redis catches up: a permit may be counted, never used.
+            raise ConnectionLostError(
+                f"Redis at {self._where} did not answer the throttle store in time ({_describe(exc)}), so "
+                "nothing was sent; a permit it asked for may still be counted once Redis catches up, which "
+                "only leaves quota unused. Check that Redis is running and not overloaded."
+            ) from exc
         except self._connection_errors as exc:
             raise ConnectionLostError(
                 f"The throttle store cannot reach Redis at {self._where} ({_describe(exc)}), so no permit "
