@@ -166,11 +166,11 @@ class Agreement:
 def agreement(report: BulkReport, received: Sequence[str]) -> Agreement:
     """Compare ``report`` with the Message-IDs the provider received, in any order.
 
-    A "sent" message must have been received exactly once, a "failed" one never, an "unknown" one at most
-    once; no Message-ID twice; none that is not in the batch.
+    A "sent" message must have been received exactly once, a "failed" or "skipped" one never, an "unknown"
+    one at most once; no Message-ID twice; none that is not in the batch.
     """
     counts = collections.Counter(received)
-    allowed = {"sent": (1,), "failed": (0,), "unknown": (0, 1)}
+    allowed = {"sent": (1,), "failed": (0,), "unknown": (0, 1), "skipped": (0,)}
     disagreements = []
     statuses: collections.Counter[str] = collections.Counter()
     unknown_delivered = 0

@@ -7,6 +7,7 @@ provider received, message by message, and the throttle's sliding-window bound m
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import random
 import time
@@ -15,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from sendchannel import (
+    BulkReport,
     DeliveryUnknownError,
     Limits,
+    Outcome,
     Rate,
     RetryPolicy,
     SendError,
@@ -146,3 +149,39 @@ async def test_50000_messages_to_a_faulty_smtp_server_each_get_one_outcome_that_
         f"wall {elapsed:.1f} s, {MESSAGES / elapsed:,.0f} msg/s; CPU client {cpu:.1f} s, server "
         f"{server.cpu:.1f} s"
     )
+
+
+async def test_a_batch_cancelled_midway_accounts_for_every_message_against_the_server_log(
+    tmp_path: Path,
+) -> None:
+    """Cancel send_all while 16 sends are in flight to the faulty SMTP server: through progress every
+    message gets exactly one outcome, and the server's log agrees (a skipped message never arrived)."""
+    messages = batch(5_000, SEED + 1)
+    outcomes: dict[str, Outcome] = {}
+    progress = ProgressLog()
+    thousand = asyncio.Event()
+
+    def record(outcome: Outcome) -> None:
+        progress(outcome)
+        outcomes[outcome.message.message_id] = outcome
+        if len(outcomes) >= 1_000:
+            thousand.set()
+
+    with fault_server(SEED + 1, tmp_path / "received.log") as server:
+        smtp = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=8, local_hostname="load.localhost")
+        channel = pipeline(smtp, retry=RetryPolicy(attempts=5, initial=0.05, maximum=0.5))
+        async with channel:
+            task = asyncio.create_task(send_all(channel, messages, concurrency=16, progress=record))
+            await thousand.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    assert {m.message_id: 1 for m in messages} == dict(progress.seen)
+    report = BulkReport(outcomes[m.message_id] for m in messages)
+    result = agreement(report, server.received())
+    assert () == result.disagreements
+    assert () == result.duplicates
+    assert () == result.strangers
+    assert 0 < progress.statuses["skipped"] < 4_000
+    assert 5_000 == sum(progress.statuses.values())
