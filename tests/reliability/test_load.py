@@ -185,3 +185,4 @@ async def test_a_batch_cancelled_midway_accounts_for_every_message_against_the_s
     assert () == result.strangers
     assert 0 < progress.statuses["skipped"] < 4_000
     assert 5_000 == sum(progress.statuses.values())
+    print(f"\ncancelled: {dict(progress.statuses)}; the server's log agrees")
