@@ -289,7 +289,9 @@ class _GoogleAnswer:
 
     status: int
     reasons: tuple[str, ...]
-    text: str
+    # Google's own words, unscrubbed: they can echo a token from the request, so they stay out of the repr
+    # and reach an error message only through the channel's scrubber.
+    text: str = attrs.field(repr=False)
     retry_after: float | None
 
 
@@ -812,7 +814,7 @@ class GmailOAuthChannel(BaseChannel):
             try:
                 self._transport.refresh()
             except (google.auth.exceptions.GoogleAuthError, _NotSent, _AnswerLost) as exc:
-                raise self._translate(exc, "profile") from exc
+                raise self._translate(exc, "profile") from None
         try:
             self._call(lambda: self._users.getProfile(userId="me"), "profile")
         except AuthenticationError as exc:
@@ -839,9 +841,11 @@ class GmailOAuthChannel(BaseChannel):
                 now=time.time(),
                 scrub=self._scrub,
             )
-            raise error from exc
+            # Not chained: Google's own exception holds its answer unscrubbed (it can echo a token), and a
+            # traceback would print it. The error carries the scrubbed reason and code.
+            raise error from None
         except (google.auth.exceptions.GoogleAuthError, _NotSent, _AnswerLost) as exc:
-            raise self._translate(exc, operation) from exc
+            raise self._translate(exc, operation) from None
         except GoogleClientError as exc:
             # The client refused an answer it could not use: for a send, it may have gone out.
             raise self._unreadable(exc, operation) from exc
