@@ -15,14 +15,16 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 
-# -- no secret in any log record -------------------------------------------------------------------------
+# -- no secret anywhere: log records, captured output, errors, reprs ---------------------------------------
 
 import logging  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests import sentinels  # noqa: E402
+from tests import secret_sweep, sentinels  # noqa: E402
+
+secret_sweep.install()
 
 
 class _Recorder(logging.Handler):
@@ -41,13 +43,15 @@ class _Recorder(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
-def _no_secret_in_logs() -> Iterator[None]:
-    """Every test runs with all loggers at DEBUG; a sentinel secret in any record fails the test."""
+def _no_secret_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test runs with all loggers at DEBUG; a sentinel secret in any log record, or in the repr or text
+    of any error, channel or other sendchannel object the test created, fails the test."""
     recorder = _Recorder()
     root = logging.getLogger()
     previous = root.level
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
+    secret_sweep.start(enabled=request.node.get_closest_marker("no_secret_sweep") is None)
     try:
         yield
     finally:
@@ -56,3 +60,32 @@ def _no_secret_in_logs() -> Iterator[None]:
     leaks = [(text, sentinels.leaked(text)) for text in recorder.texts if sentinels.leaked(text)]
     if leaks:
         pytest.fail(f"secret(s) leaked into log records: {leaks[:3]}", pytrace=False)
+    swept = secret_sweep.leaks()
+    if swept:
+        pytest.fail(f"secret(s) leaked into reprs, error texts or output: {swept[:3]}", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A passing test whose captured stdout or stderr holds a sentinel secret fails."""
+    report = yield
+    if report.passed:
+        for name, text in report.sections:
+            found = sentinels.leaked(text)
+            # Each phase's report repeats the earlier phases' sections: look at this phase's only. Log
+            # records are checked (with their source) by the fixture above.
+            if found and name.endswith(report.when) and "Captured log" not in name:
+                report.outcome = "failed"
+                report.longrepr = f"secret(s) {found} leaked into {name.lower()}: {text[:300]!r}"
+                break
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    totals = secret_sweep.totals
+    if totals["tests"]:
+        terminalreporter.write_line(
+            f"secret sweep: {totals['tests']} tests, {totals['objects']} sendchannel objects and errors "
+            f"({totals['views']} reprs and texts), {totals['texts']} command outputs checked for "
+            f"{len(sentinels.ALL)} sentinel secrets"
+        )

@@ -133,8 +133,9 @@ def __getattr__(name: str) -> Any:
     except ImportError as exc:
         if extra is None or (exc.name or "").startswith("sendchannel"):
             raise
+        missing = (exc.name or "").partition(".")[0]
         raise ImportError(
-            f"sendchannel.{name} needs the optional dependency {exc.name!r}; "
+            f"sendchannel.{name} needs the optional dependency {missing!r}; "
             f'install it with: pip install "sendchannel[{extra}]"',
             name=exc.name,
         ) from exc

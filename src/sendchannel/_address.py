@@ -8,7 +8,6 @@ needs SMTPUTF8 from the server, and the display name is kept as text (encoded wi
 from __future__ import annotations
 
 import re
-from email.headerregistry import Address
 
 from sendchannel.errors import InvalidMessageError
 
@@ -21,6 +20,8 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\u2027\u202a-\ud7ff\ue000-\U0010
 _LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _FORBIDDEN = frozenset("\r\n\x00")
+# RFC 5322 specials: a display name holding one of them is written as a quoted string.
+_SPECIALS = frozenset(r'()<>@,:;.\"[]')
 
 
 class ParsedAddress:
@@ -40,10 +41,17 @@ class ParsedAddress:
         return not self.addr_spec.isascii()
 
     def formatted(self) -> str:
-        """The address as a header would carry it: ``Name <a@b>``, quoting the name where needed."""
-        if not self.display_name:
+        """The address as a header would carry it: ``Name <a@b>``, quoting the name where needed.
+
+        The same text as ``str(email.headerregistry.Address(...))`` (a test checks it), without re-parsing an
+        address that parse_address has already checked: this runs for every address of every Message.
+        """
+        name = self.display_name
+        if not name:
             return self.addr_spec
-        return str(Address(display_name=self.display_name, addr_spec=self.addr_spec))
+        if not _SPECIALS.isdisjoint(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{self.addr_spec}>"
 
 
 def idna_domain(domain: str) -> str:

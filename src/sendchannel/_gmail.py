@@ -64,6 +64,7 @@ from sendchannel.errors import (
     DeliveryUnknownError,
     InvalidMessageError,
     MessageRejectedError,
+    PermanentError,
     QuotaExceededError,
     SenderNotAllowedError,
     SendError,
@@ -108,6 +109,15 @@ _PACIFIC = "America/Los_Angeles"
 
 class _NotSent(Exception):
     """The connection failed before the whole request was written: the server acted on nothing."""
+
+
+class _TlsRefused(_NotSent):
+    """The TLS handshake failed: the certificate could not be verified, or no common protocol."""
+
+    def __init__(self, where: str, error: ssl.SSLError) -> None:
+        super().__init__(f"{where}: {_describe(error)}")
+        self.where = where
+        self.error = error
 
 
 class _AnswerLost(Exception):
@@ -222,6 +232,14 @@ class _Transport:
         try:
             try:
                 connection.connect()
+            except ssl.SSLError as exc:
+                # The handshake: a certificate that cannot be verified, or no version or cipher in common.
+                if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+                    raise _NotSent(f"{where}: {_describe(exc)}") from exc
+                raise _TlsRefused(where, exc) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                raise _NotSent(f"{where}: {_describe(exc)}") from exc
+            try:
                 connection.request(method, target, body=body, headers=dict(headers))
             except (OSError, http.client.HTTPException) as exc:
                 raise _NotSent(f"{where}: {_describe(exc)}") from exc
@@ -278,7 +296,34 @@ class _TokenRequest(google.auth.transport.Request):
             response, content = self._transport.exchange(url, method, body, dict(headers or {}))
         except (_NotSent, _AnswerLost) as exc:
             raise google.auth.exceptions.TransportError(str(exc)) from exc  # type: ignore[no-untyped-call]
-        return _TokenResponse(response.status, dict(response), content)
+        status = int(response.status)
+        # google-auth reads every answer of a token endpoint (a POST) as an OAuth JSON object: anything
+        # else (a proxy's HTML page) makes it fail with a TypeError, a 5xx without an OAuth error reads as
+        # a refused grant, and it retries 5xx and 429 itself, sleeping. Such answers are reported here
+        # instead, and the retry layer decides about retrying. (GETs, such as a metadata server's, may
+        # answer plain text.)
+        unreadable = method.upper() == "POST" and not _is_json_object(content)
+        if status in (408, 429) or status >= 500 or unreadable:
+            retry_after = parse_retry_after(response.get("retry-after"))
+            raise _TokenEndpointFailed(status, retry_after, content)
+        return _TokenResponse(status, dict(response), content)
+
+
+def _is_json_object(content: bytes) -> bool:
+    try:
+        return isinstance(json.loads(content.decode("utf-8")), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+class _TokenEndpointFailed(google.auth.exceptions.TransportError):
+    """The token endpoint answered 408, 429 or 5xx, or with something that is not OAuth JSON."""
+
+    def __init__(self, status: int, retry_after: float | None, content: bytes) -> None:
+        text = " ".join(re.sub(r"<[^>]*>", " ", content.decode("utf-8", "replace")).split())[:200]
+        super().__init__(f"{status}: {text}" if text else str(status))  # type: ignore[no-untyped-call]
+        self.status = status
+        self.retry_after = retry_after
 
 
 # -- Google's answers -----------------------------------------------------------------------------
@@ -290,7 +335,9 @@ class _GoogleAnswer:
 
     status: int
     reasons: tuple[str, ...]
-    text: str
+    # Google's own words, unscrubbed: they can echo a token from the request, so they stay out of the repr
+    # and reach an error message only through the channel's scrubber.
+    text: str = attrs.field(repr=False)
     retry_after: float | None
 
 
@@ -773,7 +820,12 @@ class GmailOAuthChannel(BaseChannel):
         if self._closed:
             raise RuntimeError(f"the Gmail channel for {self.address} is closed; open a new channel")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        except SendError as exc:
+            if exc.channel is None:  # send() fills it in too; verify() and discover_send_as() need it here
+                exc.channel = self.name
+            raise
 
     def _send_blocking(self, message: Message) -> SendResult:
         # Gmail takes the recipients from the headers, so the submitted copy carries Bcc (Gmail removes it).
@@ -818,7 +870,7 @@ class GmailOAuthChannel(BaseChannel):
             try:
                 self._transport.refresh()
             except (google.auth.exceptions.GoogleAuthError, _NotSent, _AnswerLost) as exc:
-                raise self._translate(exc, "profile") from exc
+                raise self._translate(exc, "profile") from None
         try:
             self._call(lambda: self._users.getProfile(userId="me"), "profile")
         except AuthenticationError as exc:
@@ -845,9 +897,11 @@ class GmailOAuthChannel(BaseChannel):
                 now=time.time(),
                 scrub=self._scrub,
             )
-            raise error from exc
+            # Not chained: Google's own exception holds its answer unscrubbed (it can echo a token), and a
+            # traceback would print it. The error carries the scrubbed reason and code.
+            raise error from None
         except (google.auth.exceptions.GoogleAuthError, _NotSent, _AnswerLost) as exc:
-            raise self._translate(exc, operation) from exc
+            raise self._translate(exc, operation) from None
         except GoogleClientError as exc:
             # The client refused an answer it could not use: for a send, it may have gone out.
             raise self._unreadable(exc, operation) from exc
@@ -862,6 +916,11 @@ class GmailOAuthChannel(BaseChannel):
     def _translate(self, exc: BaseException, operation: str) -> SendError:
         account = self.address
         detail = self._scrub(_describe(exc))
+        refused = exc if isinstance(exc, _TlsRefused) else exc.__cause__
+        if isinstance(refused, _TlsRefused):
+            return self._tls_refused(refused, token=refused is not exc)
+        if isinstance(exc, _TokenEndpointFailed):
+            return self._token_endpoint_failed(exc)
         if isinstance(exc, _NotSent):
             return ConnectionLostError(
                 f"Could not reach Gmail for {account} ({detail}); nothing was sent, so trying again is safe."
@@ -886,6 +945,47 @@ class GmailOAuthChannel(BaseChannel):
             )
         return AuthenticationError(
             f"Google could not authorise the request for {account} ({detail}); check the credentials."
+        )
+
+    def _tls_refused(self, exc: _TlsRefused, *, token: bool) -> SendError:
+        where = f"Google's token endpoint {exc.where}" if token else f"Gmail's server {exc.where}"
+        reason = self._scrub(str(getattr(exc.error, "verify_message", None) or exc.error.reason or exc.error))
+        if isinstance(exc.error, ssl.SSLCertVerificationError):
+            return PermanentError(
+                f"The TLS certificate of {where} could not be verified ({reason}), so nothing was sent for "
+                f"{self.address}. If the server uses a private certificate authority, pass tls_context="
+                "ssl.create_default_context(cafile=...) (or set SSL_CERT_FILE); check the api_endpoint."
+            )
+        return PermanentError(
+            f"The TLS handshake with {where} failed ({reason}), so nothing was sent for {self.address}; "
+            "check the api_endpoint and tls_context."
+        )
+
+    def _token_endpoint_failed(self, exc: _TokenEndpointFailed) -> SendError:
+        account = self.address
+        said = self._scrub(str(exc.args[0] if exc.args else exc.status))
+        if exc.status == 429:
+            return ThrottledError(
+                f"Google's token endpoint asked to slow down while refreshing the token for {account} "
+                f"({said}); nothing was sent, so trying again later is safe.",
+                code=429,
+                retry_after=exc.retry_after,
+                reply=said,
+            )
+        if exc.status >= 500 or exc.status in (200, 408):
+            what = "gave an answer that is not a token" if exc.status == 200 else "failed for now"
+            return TransientError(
+                f"Google's token endpoint {what} while refreshing the token for {account} ({said}); "
+                "nothing was sent, so trying again is safe.",
+                code=exc.status,
+                retry_after=exc.retry_after,
+                reply=said,
+            )
+        return AuthenticationError(
+            f"Google's token endpoint refused to refresh the token for {account} with an answer that is "
+            f"not OAuth ({said}); check the credentials' token_uri.",
+            code=exc.status,
+            reply=said,
         )
 
     def _refresh_failed(self, exc: google.auth.exceptions.RefreshError) -> SendError:

@@ -31,19 +31,32 @@ def _throttling(code: int | None, enhanced: str | None, reply: str) -> bool:
     ) or (enhanced or "") == "4.5.3"
 
 
-def all_refused_error(rejected: Mapping[str, str], *, channel: str | None = None) -> SendError:
-    """The error for a send whose every recipient (the keys of ``rejected``) was refused."""
+def all_refused_error(
+    rejected: Mapping[str, str], *, channel: str | None = None, server: str | None = None
+) -> SendError:
+    """The error for a send whose every recipient (the keys of ``rejected``) was refused.
+
+    Args:
+        rejected: Each refused recipient and the reply that refused it.
+        channel: The channel's name, for the error's ``channel``.
+        server: Who refused (``"smtp.example.com:587"``, ``"SparkPost"``), named in the message.
+    """
     parsed = {rcpt: split_reply(reply) for rcpt, reply in rejected.items()}
     count = len(rejected)
     first_recipient, first_reply = next(iter(rejected.items()))
     code, enhanced = parsed[first_recipient]
-    subject = "The recipient was" if count == 1 else f"All {count} recipients were"
+    if server is None:
+        subject = "The recipient was refused" if count == 1 else f"All {count} recipients were refused"
+    elif count == 1:
+        subject = f"{server} refused the recipient"
+    else:
+        subject = f"{server} refused all {count} recipients"
     if all(c is not None and 400 <= c < 500 for c, _ in parsed.values()):
         kind: type[TransientError] = TransientError
         if any(_throttling(c, e, rejected[r]) for r, (c, e) in parsed.items()):
             kind = ThrottledError
         return kind(
-            f"{subject} refused for now ({first_recipient}: {first_reply}); "
+            f"{subject} for now ({first_recipient}: {first_reply}); "
             "the server may accept them later, so try again.",
             code=code,
             enhanced_code=enhanced,
@@ -52,7 +65,7 @@ def all_refused_error(rejected: Mapping[str, str], *, channel: str | None = None
             reply=first_reply,
         )
     return RecipientsRefusedError(
-        f"{subject} refused ({first_recipient}: {first_reply}); check the addresses.",
+        f"{subject} ({first_recipient}: {first_reply}); check the addresses.",
         code=code,
         enhanced_code=enhanced,
         channel=channel,

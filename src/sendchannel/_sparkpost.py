@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import re
+import ssl
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
@@ -343,6 +344,19 @@ def _api_root(region: str, base_url: str | None) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
 
 
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS failure behind an httpx error, unless it is a connection closed during the handshake."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl: a short chain
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLError):
+            closed = (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+            return None if isinstance(seen, closed) else seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _check_key(api_key: object) -> str:
     if not isinstance(api_key, str):
         raise ConfigurationError(f"api_key must be a string, got {type(api_key).__name__}")
@@ -499,6 +513,24 @@ class SparkpostChannel(BaseChannel):
         """The error for a failed exchange: before the request was written, nothing was sent."""
         detail = self._scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         where = redact_url(url)
+        tls = _tls_error(exc) if isinstance(exc, httpx.ConnectError) else None
+        if tls is not None:
+            # A certificate that cannot be verified, or no TLS version or cipher in common: trying again
+            # fails the same way until the configuration changes.
+            reason = self._scrub(str(getattr(tls, "verify_message", None) or tls.reason or tls))
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                return PermanentError(
+                    f"The TLS certificate of SparkPost at {where} could not be verified ({reason}), so "
+                    "nothing was sent. If the endpoint uses a private certificate authority, pass "
+                    "transport=httpx.AsyncHTTPTransport(verify=ssl.create_default_context(cafile=...)) "
+                    "(or set SSL_CERT_FILE); check that base_url names the right host.",
+                    channel=self.name,
+                )
+            return PermanentError(
+                f"The TLS handshake with SparkPost at {where} failed ({reason}), so nothing was sent; "
+                "check base_url (https:// for a TLS endpoint).",
+                channel=self.name,
+            )
         # Connecting, TLS, waiting for a pooled connection, or failing to write the request: SparkPost
         # never received a complete request. Anything later (waiting for or reading the answer, the
         # connection dropped) may come after SparkPost accepted it.
@@ -675,7 +707,7 @@ class SparkpostChannel(BaseChannel):
         return rejected, unattributed
 
     def _all_refused(self, rejected: Mapping[str, str], status: int) -> SendError:
-        error = all_refused_error(rejected, channel=self.name)
+        error = all_refused_error(rejected, channel=self.name, server="SparkPost")
         if error.code is None:
             error.code = status
             match = re.search(r"\((\d{4})\)", next(iter(rejected.values())))
@@ -735,6 +767,10 @@ class SparkpostChannel(BaseChannel):
         code = known[0] if known else next((c for c, _ in errors if c is not None), None)
         fields: dict[str, Any] = {"code": status, "enhanced_code": code, "channel": self.name, "reply": reply}
         shown = f"{status} {reply}".strip()
+        if not errors and "<" in response.text:
+            # An HTML page (a proxy's or a load balancer's): its words, in parentheses, not its markup.
+            page = " ".join(re.sub(r"<[^>]*>", " ", self._scrub(response.text)).split())
+            shown = f"{status} {self._scrub(response.reason_phrase or '')} ({page})"
 
         if status == 420 or code in _LIMIT_CODES:
             raise self._limit_error(code, reply, shown, fields)

@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from sendchannel._sink import SmtpSink
-from tests import sentinels
+from tests import secret_sweep, sentinels
 
 
 @attrs.frozen
@@ -52,7 +52,9 @@ async def cli(*args: str, env: Mapping[str, str] | None = None, stdin: bytes | N
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(stdin or b""), timeout=60)
     assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+    run = Run(process.returncode, stdout.decode(), stderr.decode())
+    secret_sweep.note(run.output)  # checked for sentinel secrets when the test ends
+    return run
 
 
 class Terminal:
@@ -93,6 +95,7 @@ class Terminal:
             self.seen += chunk
         code = await asyncio.wait_for(self.process.wait(), timeout=30)
         os.close(self.primary)
+        secret_sweep.note(self.seen.decode(errors="replace"))  # checked for sentinel secrets at the end
         return code
 
 

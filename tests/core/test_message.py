@@ -342,3 +342,23 @@ def test_from_email_message_reads_bcc_and_custom_headers() -> None:
     message = Message.from_email_message(source)
     assert ("hidden@example.com",) == message.bcc
     assert {"X-Campaign": "spring"} == dict(message.headers)
+
+
+@given(
+    name=st.one_of(
+        strategies.display_names,
+        st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=30),
+        st.text(alphabet='ab "\\()<>@,:;.[]', max_size=12),
+    ),
+    address=strategies.bare_addresses,
+)
+def test_addresses_are_written_as_the_standard_library_writes_them(name: str, address: str) -> None:
+    """ParsedAddress.formatted() quotes display names exactly as email.headerregistry.Address does."""
+    from email.headerregistry import Address
+
+    from sendchannel._address import ParsedAddress, parse_address
+
+    bare = parse_address(address, "to")
+    parsed = ParsedAddress(" ".join(name.split()), bare.local_part, bare.domain)
+    expected = str(Address(display_name=parsed.display_name, addr_spec=parsed.addr_spec))
+    assert expected == parsed.formatted()

@@ -64,3 +64,31 @@ def test_import_is_light() -> None:
 def test_unknown_attribute_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         sendchannel.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+@pytest.mark.parametrize(("name", "module", "extra"), [("SparkpostChannel", "httpx", "sparkpost"),
+                                                       ("GmailOAuthChannel", "googleapiclient", "gmail")])
+def test_a_missing_optional_dependency_names_the_extra_to_install(name: str, module: str, extra: str) -> None:
+    """As on a machine without the extra: the import fails with the pip command that fixes it."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"  # what Python does for a module that is not installed
+        "import sendchannel\n"
+        f"try:\n    sendchannel.{name}\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert f'install it with: pip install "sendchannel[{extra}]"' in out.stdout
+    assert f"sendchannel.{name} needs the optional dependency {module!r}" in out.stdout
+
+
+def test_an_unknown_name_is_an_attribute_error_and_dir_lists_the_lazy_names() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'SmtpChanel'"):
+        sendchannel.SmtpChanel  # noqa: B018
+    assert {"SmtpChannel", "GmailOAuthChannel", "pipeline", "send_all"} <= set(dir(sendchannel))
+
+
+def test_clocks_say_what_they_are() -> None:
+    from sendchannel._clock import SystemClock
+    from sendchannel.testing import VirtualClock
+
+    assert "SystemClock()" == repr(SystemClock())
+    assert "VirtualClock(now=5.0, sleepers=0)" == repr(VirtualClock(start=5.0))

@@ -190,6 +190,7 @@ def test_close_twice_does_nothing_and_an_unused_facade_still_closes_its_channel(
     assert "closed" in repr(channel)
 
 
+@pytest.mark.no_secret_sweep
 def test_a_facade_dropped_without_close_is_closed_by_garbage_collection() -> None:
     fake = FakeChannel()
     channel = SyncChannel(fake)

@@ -514,6 +514,7 @@ class _NullChannel:
         pass
 
 
+@pytest.mark.no_secret_sweep
 async def test_memory_stays_flat_once_the_windows_are_full() -> None:
     """The ledger holds what the windows hold: 8,000 more sends allocate no more than a few deque blocks."""
     clock = VirtualClock()

@@ -53,6 +53,7 @@ Credential = Literal["password", "token"]
 class Stage(enum.Enum):
     """The step of an SMTP session a reply answers (the value names it in messages)."""
 
+    HANDSHAKE = "the TLS handshake"
     GREETING = "the greeting"
     EHLO = "EHLO"
     STARTTLS = "STARTTLS"

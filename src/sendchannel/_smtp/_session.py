@@ -189,7 +189,7 @@ class Endpoint:
     def tls_failure(self, exc: ssl.SSLError) -> SendError:
         """The error for a failed TLS handshake."""
         if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
-            return self.lost(Stage.STARTTLS if self.tls == "starttls" else Stage.GREETING, exc)
+            return self.lost(Stage.STARTTLS if self.tls == "starttls" else Stage.HANDSHAKE, exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
             return PermanentError(
                 f"The TLS certificate of {self.server} could not be verified "
@@ -218,9 +218,10 @@ class Endpoint:
                 invalidate()
         token = await self.token_provider()
         if not isinstance(token, str) or not token:
+            what = "an empty string" if isinstance(token, str) else type(token).__name__
             raise AuthenticationError(
-                f"token_provider returned {type(token).__name__} instead of an access token string; "
-                "it must be an async function returning the token.",
+                f"token_provider returned {what} instead of an access token for {self.server}; it must "
+                "be an async function returning the token string.",
                 channel=self.channel,
             )
         username = self.username or ""
@@ -353,6 +354,9 @@ async def _open(endpoint: Endpoint, *, fresh_token: bool) -> Connection:
         except aiosmtplib.SMTPConnectResponseError as exc:
             raise endpoint.refused(exc.code, exc.message, Stage.GREETING) from None
         except aiosmtplib.SMTPConnectTimeoutError as exc:
+            if isinstance(exc.__cause__, aiosmtplib.SMTPTimeoutError):
+                # Connected, but the server never greeted: not a matter of host, port or firewall.
+                raise endpoint.lost(Stage.GREETING, exc.__cause__) from exc
             raise ConnectionLostError(
                 f"Could not connect to {endpoint.server} within {endpoint.timeout:g} seconds; check "
                 "the host and port, and that no firewall blocks the way.",
@@ -362,6 +366,13 @@ async def _open(endpoint: Endpoint, *, fresh_token: bool) -> Connection:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError):
                 raise endpoint.tls_failure(cause) from exc
+            if isinstance(cause, aiosmtplib.SMTPServerDisconnected):
+                # The server took the connection, then closed it before its greeting.
+                raise endpoint.lost(Stage.GREETING, cause) from exc
+            if isinstance(cause, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+                # Reset after the connection was made: during the TLS handshake of implicit TLS.
+                lost_at = Stage.HANDSHAKE if endpoint.tls == "implicit" else Stage.GREETING
+                raise endpoint.lost(lost_at, cause) from exc
             raise ConnectionLostError(
                 f"Could not connect to {endpoint.server} ({cause or exc}); check the host and port, "
                 "and that the server is running.",
@@ -563,8 +574,8 @@ async def transact(
             while len(replies) < len(commands):
                 stage = _stage_of(len(replies), len(recipients))
                 replies.append(await reader.reply(timeout))
-                if replies[-1][0] == 421:
-                    break  # the server is closing: no more replies will come
+                if replies[-1][0] == 421 or replies[-1][0] < 0:
+                    break  # the server is closing, or not speaking SMTP: no more replies will come
         else:
             while len(replies) < len(commands) and _worth_going_on(replies, len(recipients)):
                 stage = _stage_of(len(replies), len(recipients))
@@ -644,7 +655,7 @@ def _envelope_error(
             return endpoint.refused(code, text, Stage.RCPT, sender)
     if not any(_ok(code) for code, _ in rcpt_replies):
         refused = {r: str(endpoint.reply(c, t)) for r, (c, t) in zip(recipients, rcpt_replies, strict=True)}
-        return all_refused_error(refused, channel=endpoint.channel)
+        return all_refused_error(refused, channel=endpoint.channel, server=endpoint.server)
     code, text = replies[1 + len(recipients)]
     if code != 354:
         return endpoint.refused(code, text, Stage.DATA, sender)

@@ -165,11 +165,14 @@ class RedisStore:
     Every process that uses the same Redis (and ``prefix``) shares the budget of each key. A send costs
     one round trip, an atomic Lua script that takes its time from the Redis server, so machines whose
     clocks disagree still keep one sliding window. Keys expire when their windows do. If Redis cannot be
-    reached, sends fail with ``ConnectionLostError`` and nothing is sent: never unthrottled. Nothing
-    connects until the first use.
+    reached, sends fail with ``ConnectionLostError`` and nothing is sent: never unthrottled. When Redis
+    comes back on the same address, sending resumes (a pooled connection it closed is opened again).
+    Nothing connects until the first use.
 
     Use a Redis whose eviction policy is ``noeviction`` (the default) or ``volatile-*``; the store's keys
-    all carry an expiry.
+    all carry an expiry. The counts live in Redis's memory: a Redis that restarts empty forgets the sends
+    of the current windows, so the windows around the restart may take up to one window's count more.
+    Keep them with persistence (``appendonly yes``, or save points, which a clean shutdown honours).
 
     Args:
         url_or_client: A URL (``redis://[:password@]host:6379/0``, ``rediss://...`` for TLS,
@@ -200,6 +203,8 @@ class RedisStore:
             import redis
             import redis.asyncio
             import redis.exceptions
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
         except ImportError as exc:
             raise ImportError(
                 'RedisStore needs the redis package; install it with: pip install "sendchannel[redis]"',
@@ -221,7 +226,14 @@ class RedisStore:
             self._where = redact_url(given)
             try:
                 client = redis.asyncio.Redis.from_url(
-                    given, socket_connect_timeout=timeout, socket_timeout=timeout
+                    given,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    # A pooled connection that Redis closed (a restart, a failover, an idle timeout) fails
+                    # its next command: run that command once more on a new connection. Connection errors
+                    # only, never timeouts; a reservation run twice after a lost reply only counts the
+                    # send twice, the safe side.
+                    retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
                 )
             except ValueError as exc:
                 raise ConfigurationError(
@@ -246,7 +258,8 @@ class RedisStore:
         self._release = client.register_script(_RELEASE)
         self._pause = client.register_script(_PAUSE)
         self._redis_errors = redis.RedisError
-        self._connection_errors = (redis.ConnectionError, redis.TimeoutError, OSError)
+        self._timeout_errors = (redis.TimeoutError, TimeoutError)
+        self._connection_errors = (redis.ConnectionError, OSError)
         self._auth_errors = (
             redis.exceptions.AuthenticationError,
             redis.exceptions.AuthorizationError,
@@ -335,6 +348,13 @@ class RedisStore:
                 f"Redis at {self._where} refused the throttle store's client ({type(exc).__name__}), so "
                 "nothing was sent. Check the password or ACL user in the URL."
             ) from None
+        except self._timeout_errors as exc:
+            # The command may still run when Redis catches up: a permit may be counted, never used.
+            raise ConnectionLostError(
+                f"Redis at {self._where} did not answer the throttle store in time ({_describe(exc)}), so "
+                "nothing was sent; a permit it asked for may still be counted once Redis catches up, which "
+                "only leaves quota unused. Check that Redis is running and not overloaded."
+            ) from exc
         except self._connection_errors as exc:
             raise ConnectionLostError(
                 f"The throttle store cannot reach Redis at {self._where} ({_describe(exc)}), so no permit "

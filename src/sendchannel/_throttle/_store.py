@@ -21,7 +21,7 @@ import attrs
 
 from sendchannel._limits import Rate
 
-__all__ = ["Costs", "Reservation", "ThrottleStore", "check_costs", "window_name"]
+__all__ = ["Costs", "Reservation", "ThrottleStore", "window_name"]
 
 #: What one send takes: for each rate, the units it costs (1 for "messages", its recipients otherwise).
 Costs = Sequence[tuple[Rate, int]]
@@ -103,15 +103,3 @@ class ThrottleStore(Protocol):
 def window_name(rate: Rate) -> str:
     """The name a store gives the window of ``rate``: its length and unit (``"60.0/messages"``)."""
     return f"{rate.per!r}/{rate.unit}"
-
-
-def check_costs(costs: Costs) -> None:
-    """Raise ValueError when ``costs`` repeats a window or asks more units than a rate allows."""
-    seen: set[tuple[float, str]] = set()
-    for rate, units in costs:
-        if units < 1 or units > rate.count:
-            raise ValueError(f"a send of {units} {rate.unit} can never fit the limit of {rate}")
-        window = (rate.per, rate.unit)
-        if window in seen:
-            raise ValueError(f"two rates share the window {window_name(rate)}; pass the stricter one only")
-        seen.add(window)

@@ -1,0 +1,89 @@
+"""The public API as a user's type checker sees it.
+
+This file is never run: ``.ci/run`` checks it with ``mypy --strict``, so a change that loses a type, widens a
+return type to ``Any`` or breaks a documented call fails CI. ``assert_type`` pins the exact types.
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+
+import sendchannel
+from sendchannel import (
+    Attachment,
+    BulkReport,
+    Channel,
+    CredentialScope,
+    FailoverChannel,
+    Limits,
+    MemoryStore,
+    Message,
+    Office365Channel,
+    Outcome,
+    Rate,
+    Retrying,
+    RetryPolicy,
+    ScopeKind,
+    SendResult,
+    SmtpChannel,
+    SqliteStore,
+    Throttler,
+    ThrottleStore,
+    channel_from_url,
+    pipeline,
+    send_all,
+)
+from sendchannel.errors import QuotaExceededError, SendError, ThrottledError
+from sendchannel.testing import FakeChannel, VirtualClock
+
+
+async def sending() -> None:
+    message = Message(
+        "Alice <alice@example.com>",
+        ["bob@example.com"],
+        subject="Report",
+        text="Attached.",
+        attachments=[Attachment("report.pdf", b"%PDF", "application/pdf")],
+    )
+    assert_type(message.recipients, tuple[str, ...])
+    assert_type(message.as_bytes(), bytes)
+
+    channel: Channel = SmtpChannel("smtp.example.com", 587, username="alice", password="secret")
+    async with pipeline(channel, store=SqliteStore("quota.db")) as stack:
+        result = await stack.send(message)
+        assert_type(result, SendResult)
+        assert_type(result.accepted, tuple[str, ...])
+        assert_type(result.attempts, int)
+
+    report = await send_all(FakeChannel(), [message], concurrency=4, progress=lambda o: None)
+    assert_type(report, BulkReport)
+    for outcome in report.outcomes:
+        assert_type(outcome, Outcome)
+        assert_type(outcome.result, SendResult | None)
+
+
+def layers() -> None:
+    office = Office365Channel("alice@contoso.com", password="secret")
+    throttled = Throttler(office, store=MemoryStore(), max_wait=30.0)
+    retried = Retrying(throttled, RetryPolicy(attempts=3))
+    assert_type(retried, Retrying)
+    failover = FailoverChannel([office, FakeChannel()])
+    assert_type(failover.scope, CredentialScope)
+    store: ThrottleStore = MemoryStore()
+    del store
+    limits = Limits(rates=(Rate.per_minute(30), Rate.per_day(10_000, unit="recipients")))
+    assert_type(limits.evolve(max_recipients=100), Limits)
+    assert_type(office.scope.kind, ScopeKind)
+    assert_type(channel_from_url("memory://"), Channel)
+    assert_type(sendchannel.schemes(), list[str])
+    assert_type(VirtualClock().now(), float)
+
+
+def errors(error: SendError) -> None:
+    assert_type(error.transient, bool)
+    assert_type(error.retry_after, float | None)
+    assert_type(error.code, int | None)
+    if isinstance(error, QuotaExceededError):
+        assert_type(error.resets_at, float | None)
+    if isinstance(error, ThrottledError):
+        assert_type(error.channel, str | None)
