@@ -225,8 +225,10 @@ class Message:
         message_id: The Message-ID; one is generated at the sender's domain when not given.
 
     Raises:
-        InvalidMessageError: A malformed address, no recipient, a line break in a header value, the subject
-            or a file name, or a header the library owns set through ``headers``. The text names the field.
+        InvalidMessageError: A malformed address, no recipient, a line break of any kind (CR, LF, VT, FF,
+            NEL, U+2028...) or NUL in a header value, the subject or a file name, a lone surrogate in any
+            text, a header name or id too long for a line, or a header the library owns set through
+            ``headers``. The text names the field.
     """
 
     sender: str = attrs.field()
