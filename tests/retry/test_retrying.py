@@ -106,7 +106,8 @@ async def test_a_throttled_send_waits_at_least_the_retry_after_the_provider_aske
 async def test_with_jitter_a_throttled_wait_is_still_never_shorter_than_retry_after(
     clock: RecordingClock,
 ) -> None:
-    channel = retrying(clock, RetryPolicy(initial=100.0, maximum=100.0))
+    # max_elapsed above the 4 x 100 s that jitter may draw, so the waits alone decide the outcome.
+    channel = retrying(clock, RetryPolicy(initial=100.0, maximum=100.0, max_elapsed=1000.0))
     fake_of(channel).throttle_next(retry_after=20.0, times=4)
     await channel.send(message())
     assert 4 == len(clock.waits)
