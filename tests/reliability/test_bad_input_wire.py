@@ -209,6 +209,15 @@ def test_sparkpost_server_receives_exactly_the_headers_and_the_recipients(
     loop: LoopThread, sparkpost: tuple[SparkpostServer, SparkpostChannel], message: Message
 ) -> None:
     server, channel = sparkpost
+    fields = (message.sender, message.message_id, *message.recipients, *message.reply_to)
+    if any("{{" in field or "}}" in field for field in fields):
+        # SparkPost's documented limit: "{{" or "}}" in an address or the Message-ID cannot be escaped from
+        # its template language, so the channel refuses the message before sending anything.
+        before = len(server.received)
+        with pytest.raises(InvalidMessageError, match="template syntax"):
+            loop.run(channel.send(message), SEND_TIMEOUT)
+        assert before == len(server.received)
+        return
     result = loop.run(channel.send(message), SEND_TIMEOUT)
     request = server.received[-1]
     assert result.provider_id is not None
