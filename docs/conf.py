@@ -110,9 +110,15 @@ def _restore_attribute_docstring(
 
 
 def _drop_object_base(app: Sphinx, name: str, obj: object, options: object, bases: list[type]) -> None:
-    """Show "Bases:" only when it says something (an error's place in the hierarchy), not for ``object``."""
-    if bases == [object]:
-        bases.clear()
+    """Show "Bases:" only when it says something (an error's place in the hierarchy): not ``object``, and not
+    a private helper base (``Closing``, which only gives ``async with``)."""
+    import sendchannel
+
+    def private(base: type) -> bool:
+        defined_here = base.__module__.startswith("sendchannel.")
+        return defined_here and getattr(sendchannel, base.__name__, None) is not base
+
+    bases[:] = [base for base in bases if base is not object and not private(base)]
 
 
 def setup(app: Sphinx) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import logging
 from types import TracebackType
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, Self, runtime_checkable
 
 from sendchannel._limits import Limits
 from sendchannel._message import Message
@@ -81,7 +81,28 @@ def check_message(channel: Channel, message: Message) -> None:
             )
 
 
-class BaseChannel(abc.ABC):
+class Closing:
+    """``async with`` for an object with ``aclose()``: entering gives the object, leaving closes it.
+
+    The base of BaseChannel and of the layers that wrap a channel (Throttler, Retrying, FailoverChannel).
+    """
+
+    async def aclose(self) -> None:
+        """Release resources (nothing to do by default)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class BaseChannel(Closing, abc.ABC):
     """An optional base for channels: the scope and size checks before any I/O, logging, ``async with``.
 
     Subclasses set ``name``, ``scope`` and ``limits`` and implement :meth:`_send`; :meth:`verify` and
@@ -134,22 +155,11 @@ class BaseChannel(abc.ABC):
     async def _send(self, message: Message) -> SendResult:
         """Send a message that has passed the checks."""
 
-    async def verify(self) -> None:  # noqa: B027 - optional hook
+    async def verify(self) -> None:
         """Reach the provider and authenticate without sending (nothing to do by default)."""
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:
         """Release resources (nothing to do by default)."""
-
-    async def __aenter__(self) -> BaseChannel:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} scope={self.scope}>"

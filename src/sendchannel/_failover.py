@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 
-from sendchannel._channel import Channel, check_message
+from sendchannel._channel import Channel, Closing, check_message
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits
 from sendchannel._message import Message
@@ -117,7 +116,7 @@ class _Progress:
         )
 
 
-class FailoverChannel:
+class FailoverChannel(Closing):
     """A Channel that sends through the first of several channels that can take the message.
 
     Channels are tried in order, among those whose scope allows the sender and whose per-message
@@ -382,17 +381,6 @@ class FailoverChannel:
                 failure = failure or exc
         if failure is not None:
             raise failure
-
-    async def __aenter__(self) -> FailoverChannel:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<FailoverChannel {self.name!r} scope={self.scope}>"

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import attrs
 
-from sendchannel._channel import Channel
+from sendchannel._channel import Channel, Closing
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits
 from sendchannel._message import Message
@@ -270,7 +270,7 @@ class _Call:
         await self.clock.sleep(float(seconds))
 
 
-class Retrying:
+class Retrying(Closing):
     """A Channel that retries another channel's transient failures, as its :class:`RetryPolicy` says.
 
     Each attempt is a full ``send`` on the wrapped channel, so put a
@@ -375,17 +375,6 @@ class Retrying:
     async def aclose(self) -> None:
         """Close the wrapped channel."""
         await self.channel.aclose()
-
-    async def __aenter__(self) -> Retrying:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<Retrying {self.channel!r} attempts={self.policy.attempts}>"

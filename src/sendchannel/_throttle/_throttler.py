@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable
-from types import TracebackType
 from typing import TypeVar
 
 from sendchannel._address import try_parse_address
-from sendchannel._channel import Channel, check_message
+from sendchannel._channel import Channel, Closing, check_message
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits, Rate
 from sendchannel._message import Message
@@ -42,7 +41,7 @@ _CLOSE_ENOUGH = 1e-9
 _NOT_SENT = (ConnectionLostError, InvalidMessageError, ConfigurationError)
 
 
-class Throttler:
+class Throttler(Closing):
     """A Channel that sends through ``channel`` no faster than its limits allow, sharing one budget per key.
 
     For every :class:`~sendchannel.Rate` of the limits, in every window of ``rate.per`` seconds, the sends
@@ -290,17 +289,6 @@ class Throttler:
         finally:
             if self._owns_store:
                 await self._store.aclose()
-
-    async def __aenter__(self) -> Throttler:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return (
