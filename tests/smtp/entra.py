@@ -93,7 +93,12 @@ class EntraDouble:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
-                if self.path.endswith("/oauth2/v2.0/devicecode"):
+                unknown_app = form.get("client_id") != double.client_id
+                if self.path.endswith("/oauth2/v2.0/devicecode") and unknown_app:
+                    self._json(400, {"error": "unauthorized_client",
+                                     "error_description": "AADSTS700016: Application with identifier "
+                                     f"'{form.get('client_id')}' was not found in the directory."})
+                elif self.path.endswith("/oauth2/v2.0/devicecode"):
                     self._json(200, {
                         "device_code": "device-code-1",
                         "user_code": "ABCD-EFGH",

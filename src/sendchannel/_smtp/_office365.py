@@ -420,6 +420,8 @@ class _MsalTokenProvider:
         with self._lock:
             try:
                 result = self._acquire()
+            except ConfigurationError:  # msal is missing: a ValueError too, but not an authority problem
+                raise
             except ValueError as exc:  # msal's word for an authority or tenant it cannot use
                 raise AuthenticationError(
                     f"Could not use the sign-in authority {self.authority} "
