@@ -3,18 +3,24 @@ msal cannot use, and a device-code request Entra ID refuses."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from sendchannel import AuthenticationError, ConfigurationError, Office365Channel
+from sendchannel import AuthenticationError, ConfigurationError, Message, Office365Channel, SmtpChannel
+from sendchannel.errors import DeliveryUnknownError
 from tests import sentinels
 from tests.smtp.entra import EntraDouble
+from tests.smtp.servers import STALL, Script, ScriptedServer
 from tests.smtp.test_tokens import ALICE, CLIENT_ID, ca_file, entra
 
 __all__ = ["ca_file", "entra"]
+
+MakeMessage = Callable[..., Message]
 
 
 def test_a_single_send_as_address_may_be_given_as_a_string() -> None:
@@ -88,3 +94,55 @@ async def test_a_device_code_request_for_an_unknown_app_says_what_entra_said(
         await provider()
     assert "registered in this tenant" in str(caught.value)
     assert [] == prompts
+
+
+# -- the pool: waiting for a busy connection ---------------------------------------------------------------
+
+
+async def _waiting(channel: SmtpChannel) -> None:
+    """Until a second send is queued behind the busy connection."""
+    for _ in range(200):
+        if channel._pool._waiters:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no send queued for the connection")
+
+
+async def test_a_send_cancelled_while_waiting_for_a_connection_leaves_the_queue(
+    make_message: MakeMessage,
+) -> None:
+    """pool_size=1: the first message stalls at the end of DATA; a second send waits and is cancelled;
+    once the first times out, a third goes through on a new connection."""
+    script = Script(message=[STALL, "250 2.0.0 Ok: queued as LATER"])
+    async with ScriptedServer(script) as server:
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=0.5)
+        async with channel:
+            stalled = asyncio.create_task(channel.send(make_message()))
+            await asyncio.sleep(0.05)
+            waiting = asyncio.create_task(channel.send(make_message()))
+            await _waiting(channel)
+            assert (0, 1) == (channel._pool.idle, channel._pool.open_connections)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert 0 == len(channel._pool._waiters)
+            with pytest.raises(DeliveryUnknownError):
+                await stalled
+            result = await channel.send(make_message())
+    assert "LATER" == result.provider_id
+    assert 2 == server.connections
+
+
+async def test_closing_the_channel_stops_a_send_waiting_for_a_connection(make_message: MakeMessage) -> None:
+    async with ScriptedServer(Script(message=STALL)) as server:
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=0.5)
+        stalled = asyncio.create_task(channel.send(make_message()))
+        await asyncio.sleep(0.05)
+        waiting = asyncio.create_task(channel.send(make_message()))
+        await _waiting(channel)
+        await channel.aclose()
+        with pytest.raises(RuntimeError, match="the channel is closed"):
+            await waiting
+        with pytest.raises(DeliveryUnknownError):
+            await stalled
+    assert 1 == server.connections
