@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from sendchannel import AuthenticationError, ConfigurationError, Message, Office365Channel, SmtpChannel
-from sendchannel.errors import DeliveryUnknownError
+from sendchannel.errors import DeliveryUnknownError, RecipientsRefusedError
 from tests import sentinels
 from tests.smtp.entra import EntraDouble
-from tests.smtp.servers import STALL, Script, ScriptedServer
+from tests.smtp.servers import DROP, STALL, Script, ScriptedServer
 from tests.smtp.test_tokens import ALICE, CLIENT_ID, ca_file, entra
 
 __all__ = ["ca_file", "entra"]
@@ -146,3 +146,37 @@ async def test_closing_the_channel_stops_a_send_waiting_for_a_connection(make_me
         with pytest.raises(DeliveryUnknownError):
             await stalled
     assert 1 == server.connections
+
+
+# -- DATA framing and RSET ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "framed"),
+    [
+        (b"Subject: a\r\n\r\nbody\r\n", b"Subject: a\r\n\r\nbody\r\n.\r\n"),
+        (b"Subject: a\n\nbare\rline ends\n", b"Subject: a\r\n\r\nbare\r\nline ends\r\n.\r\n"),
+        (b"Subject: a\r\n\r\nno final line end", b"Subject: a\r\n\r\nno final line end\r\n.\r\n"),
+        (b".starts with a dot\r\n.and again\r\n", b"..starts with a dot\r\n..and again\r\n.\r\n"),
+    ],
+    ids=["crlf", "bare-line-ends", "no-final-crlf", "leading-dots"],
+)
+def test_data_is_framed_with_crlf_and_dot_stuffing(data: bytes, framed: bytes) -> None:
+    from sendchannel._smtp._session import _data_payload
+
+    assert framed == _data_payload(data)
+
+
+@pytest.mark.parametrize("rset", ["502 5.5.1 RSET not implemented", DROP], ids=["refused", "dropped"])
+async def test_a_connection_whose_rset_fails_is_not_reused(make_message: MakeMessage, rset: object) -> None:
+    """Every recipient refused, then RSET fails: the next message goes on a new connection."""
+    script = Script(rcpt=["550 5.1.1 no such user", "250 2.1.5 Ok"], rset=rset)  # type: ignore[arg-type]
+    async with ScriptedServer(script) as server:
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=2.0)
+        async with channel:
+            with pytest.raises(RecipientsRefusedError):
+                await channel.send(make_message())
+            result = await channel.send(make_message())
+    assert ["bob@example.net"] == list(result.accepted)
+    assert 2 == server.connections
+    assert any(command.startswith("RSET") for command in server.commands)
