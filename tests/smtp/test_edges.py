@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sendchannel import AuthenticationError, ConfigurationError, Message, Office365Channel, SmtpChannel
-from sendchannel.errors import DeliveryUnknownError, RecipientsRefusedError
+from sendchannel.errors import ConnectionLostError, DeliveryUnknownError, RecipientsRefusedError
 from tests import sentinels
 from tests.smtp.entra import EntraDouble
 from tests.smtp.servers import DROP, STALL, Script, ScriptedServer
@@ -180,3 +180,67 @@ async def test_a_connection_whose_rset_fails_is_not_reused(make_message: MakeMes
     assert ["bob@example.net"] == list(result.accepted)
     assert 2 == server.connections
     assert any(command.startswith("RSET") for command in server.commands)
+
+
+# -- replies that arrive in pieces -------------------------------------------------------------------------
+
+
+async def _split_reply_server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A minimal SMTP server whose replies to a transaction arrive in two TCP writes, 50 ms apart, as from
+    a server that writes the code and the text separately or over a slow link."""
+
+    async def split(reply: bytes) -> None:
+        writer.write(reply[:5])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(reply[5:])
+        await writer.drain()
+
+    writer.write(b"220 split.localhost ESMTP\r\n")
+    while line := await reader.readline():
+        command = line.upper()
+        if command.startswith(b"EHLO"):
+            writer.write(b"250-split.localhost\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n")
+        elif command.startswith((b"MAIL", b"RCPT")):
+            await split(b"250 2.1.0 Ok\r\n")
+        elif command.startswith(b"DATA"):
+            await split(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            while await reader.readline() != b".\r\n":
+                pass
+            await split(b"250-2.0.0 Ok\r\n250 2.0.0 Ok: queued as SPLIT1\r\n")
+        elif command.startswith(b"QUIT"):
+            writer.write(b"221 2.0.0 Bye\r\n")
+            break
+        else:
+            writer.write(b"250 2.0.0 Ok\r\n")
+        await writer.drain()
+    writer.close()
+
+
+async def test_replies_that_arrive_in_pieces_are_read_whole(make_message: MakeMessage) -> None:
+    """A reply split across reads is waited for, not taken for a closed connection (which at the end of
+    DATA would report a delivered message as of unknown outcome)."""
+    server = await asyncio.start_server(_split_reply_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with SmtpChannel("127.0.0.1", port, tls="none", timeout=2.0) as channel:
+            first = await channel.send(make_message())
+            second = await channel.send(make_message())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ("SPLIT1", "SPLIT1") == (first.provider_id, second.provider_id)
+
+
+async def test_an_endless_reply_ends_the_connection_instead_of_filling_memory(
+    make_message: MakeMessage,
+) -> None:
+    """A server that answers MAIL FROM with continuation lines that never end: the reader gives up past
+    64 KB and the send fails as a lost connection that says why (nothing was sent)."""
+    endless = "\n".join(["250-" + "x" * 1000] * 200)
+    async with ScriptedServer(Script(mail=endless)) as server:
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", timeout=2.0)
+        async with channel:
+            with pytest.raises(ConnectionLostError, match="reply is too long"):
+                await channel.send(make_message())
+    assert [] == server.messages

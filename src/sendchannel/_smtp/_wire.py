@@ -159,19 +159,20 @@ class ReplyReader(asyncio.Protocol):
             TimeoutError: No reply within ``wait`` seconds.
             ConnectionGone: The connection closed first.
         """
-        if not self._replies:
+        # Woken by every read: a reply split across reads (the code now, the text 50 ms later) means another
+        # wait, within the same ``wait`` seconds, not a closed connection.
+        deadline = self._loop.time() + wait
+        while not self._replies:
             if self._gone is not None:
                 raise self._gone
             waiter = self._loop.create_future()
             self._waiter = waiter
-            timer = self._loop.call_later(wait, _expire, waiter)
+            timer = self._loop.call_at(deadline, _expire, waiter)
             try:
                 await waiter
             finally:
                 timer.cancel()
                 self._waiter = None
-            if not self._replies:
-                raise self._gone or ConnectionGone("the server closed the connection")
         return self._replies.popleft()
 
     def close(self) -> None:
