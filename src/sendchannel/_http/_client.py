@@ -19,16 +19,14 @@ import asyncio
 import math
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+
+import aiohttp
 
 from sendchannel._http._answer import HttpAnswer
 from sendchannel._http._redact import Redactor
 from sendchannel._http._tls import tls_failure, tls_refused
 from sendchannel._urls import redact_url
 from sendchannel.errors import ConfigurationError, ConnectionLostError, DeliveryUnknownError, SendError
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = ["HttpClient", "check_timeout", "check_tls_context"]
 
@@ -73,6 +71,7 @@ class HttpClient:
         max_connections: At most this many connections at once (None: aiohttp's default of 100).
         headers: Headers sent with every request (a User-Agent is added).
         remedy: How a user trusts a private certificate authority, for the untrusted-certificate error.
+        channel: The channel's name, set as the ``channel`` of every error raised here.
     """
 
     def __init__(
@@ -86,6 +85,7 @@ class HttpClient:
         max_connections: int | None = None,
         headers: Mapping[str, str] | None = None,
         remedy: str = "pass tls_context=ssl.create_default_context(cafile=...)",
+        channel: str | None = None,
     ) -> None:
         from sendchannel import __version__
 
@@ -97,6 +97,7 @@ class HttpClient:
         self._max_connections = max_connections
         self._headers = {"User-Agent": f"sendchannel/{__version__}", **(headers or {})}
         self._remedy = remedy
+        self.channel = channel
         self._session: aiohttp.ClientSession | None = None
         self.closed = False
 
@@ -104,8 +105,6 @@ class HttpClient:
         if self.closed:
             raise RuntimeError(f"this {self._owner} is closed; build a new one")
         if self._session is None:
-            import aiohttp
-
             context = self._tls_context if self._tls_context is not None else ssl.create_default_context()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections or 100, ssl=context),
@@ -146,8 +145,6 @@ class HttpClient:
             PermanentError: The server's certificate is not trusted, or TLS failed.
             RuntimeError: The client is closed.
         """
-        import aiohttp
-
         session = self._open()
         try:
             async with session.request(
@@ -163,13 +160,12 @@ class HttpClient:
                 )
         except (TimeoutError, aiohttp.ClientError, ssl.SSLError, OSError) as exc:
             failure = self._failure(exc, url, delivers=delivers, reference=reference, advice=unknown_advice)
+            failure.channel = self.channel
             raise failure from exc
 
     def _failure(
         self, exc: BaseException, url: str, *, delivers: bool, reference: str, advice: str
     ) -> SendError:
-        import aiohttp
-
         where = self.redact(redact_url(url), limit=None)
         detail = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         refused = tls_failure(exc) if isinstance(exc, (aiohttp.ClientConnectorError, ssl.SSLError)) else None
@@ -182,7 +178,7 @@ class HttpClient:
                 scrub=self.redact,
             )
         before = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)) or (
-            isinstance(exc, aiohttp.ClientConnectionError) and str(exc).startswith(_NOT_WRITTEN)
+            isinstance(exc, aiohttp.ClientConnectionError) and any(w in str(exc) for w in _NOT_WRITTEN)
         )
         if before or not delivers:
             what = "nothing was sent" if delivers else "nothing was changed"
