@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 
 import aiohttp
@@ -99,6 +101,7 @@ class HttpClient:
         self._remedy = remedy
         self.channel = channel
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self.closed = False
 
     def _open(self) -> aiohttp.ClientSession:
@@ -111,7 +114,9 @@ class HttpClient:
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
                 headers=self._headers,
                 auto_decompress=True,
-                trust_env=True,
+                # Not trust_env: aiohttp would then read ~/.netrc and the proxy variables on a worker thread
+                # for every request (two thread hops a send); the proxy is looked up once a host instead.
+                trust_env=False,
             )
         return self._session
 
@@ -148,15 +153,13 @@ class HttpClient:
         session = self._open()
         try:
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy_for(url)
             ) as response:
                 content = await response.read()
+                # aiohttp's headers are a read-only, case-insensitive mapping already.
                 return HttpAnswer(
-                    status=response.status,
-                    reason=response.reason or "",
-                    headers={k.lower(): v for k, v in response.headers.items()},
-                    body=content,
-                    url=url,
+                    status=response.status, reason=response.reason or "", headers=response.headers,
+                    body=content, url=url,
                 )
         except (TimeoutError, aiohttp.ClientError, ssl.SSLError, OSError) as exc:
             failure = self._failure(exc, url, delivers=delivers, reference=reference, advice=unknown_advice)
@@ -194,6 +197,22 @@ class HttpClient:
             f"The request was sent to {where} but {happened}, so {self.provider} may or may not have "
             f"accepted it{reference}. {advice}"
         )
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy the environment names for ``url`` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), looked up once
+        for each scheme and host."""
+        origin = url.partition("://")[2].partition("/")[0]
+        key = (url.partition(":")[0], origin)
+        if key in self._proxies:
+            return self._proxies[key]
+        parts = urllib.parse.urlsplit(url)
+        proxies = urllib.request.getproxies_environment()
+        found = proxies.get(parts.scheme)
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if found and bypass(parts.hostname or "", proxies):
+            found = None
+        self._proxies[key] = found
+        return found
 
     async def aclose(self) -> None:
         """Close the session and its connections; the client refuses requests afterwards."""
