@@ -22,7 +22,7 @@ __all__ = ["GMAIL", "GmailOAuthChannel"]
 
 GMAIL = Provider(
     scheme="gmail",
-    factory="sendchannel._gmail._channel:_from_url",
+    factory="sendchannel._gmail._config:from_url",
     title="Gmail",
     extra="gmail",
     exports={"GmailOAuthChannel": "sendchannel._gmail._channel:GmailOAuthChannel"},
