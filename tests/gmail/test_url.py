@@ -80,7 +80,8 @@ def test_url_options_set_workspace_send_as_and_timeout(grant_file: Path) -> None
         f"gmail://{ADDRESS}?credentials={grant_file}&workspace=false&send_as=sales@example.com&timeout=5"
     )
     assert isinstance(channel, GmailOAuthChannel)
-    assert ((Rate(500, 86400), Rate(60, 60)), True) == (channel.limits.rates, channel.scope.allows("sales@example.com"))
+    rates, allowed = channel.limits.rates, channel.scope.allows("sales@example.com")
+    assert ((Rate(500, 86400), Rate(60, 60)), True) == (rates, allowed)
 
 
 def test_credentials_given_as_an_override_win(gmail_server: GmailServer) -> None:
