@@ -52,7 +52,7 @@ def escape_template_syntax(text: str) -> str:
 
 
 def _any_template_syntax(message: Message) -> bool:
-    """Whether "{{" or "}}" appears anywhere SparkPost would read it (addresses as given, with their names)."""
+    """Whether "{{" or "}}" appears anywhere SparkPost would read it (addresses, names, texts, headers)."""
     texts = [message.sender, *message.to, *message.cc, *message.reply_to, *message.headers.values()]
     texts += [message.subject or "", message.text or "", message.html or "", message.message_id]
     texts += [a.display_name or "" for f in ("sender", "to", "cc", "reply_to") for a in message.parsed(f)]
