@@ -94,7 +94,10 @@ class Provider:
     hints: tuple[Hint, ...] = attrs.field(default=(), repr=False)
 
     def load_factory(self) -> Callable[..., Any]:
-        """Import the factory; a missing optional dependency is a ConfigurationError naming the extra."""
+        """Import the factory and the classes it builds; a missing optional dependency is a
+        ConfigurationError naming the extra."""
+        for reference in self.exports.values():
+            load_reference(reference, scheme=self.scheme, extra=self.extra)
         factory: Callable[..., Any] = load_reference(self.factory, scheme=self.scheme, extra=self.extra)
         return factory
 
