@@ -247,20 +247,23 @@ def render(message: Message, *, bcc_header: bool = False) -> bytes:
         bcc_header: Add a Bcc header (for APIs that take the recipients from the headers, like Gmail's,
             which removes it before delivery). SMTP never gets one.
     """
+    displayed = message._displayed  # To, Cc or Date shown instead of the envelope's (Django's headers=)
     lines = [
         _address_header("From", message.parsed("sender")),
     ]
-    if message.to:
-        lines.append(_address_header("To", message.parsed("to")))
-    if message.cc:
-        lines.append(_address_header("Cc", message.parsed("cc")))
+    for field, name in (("to", "To"), ("cc", "Cc")):
+        if f"displayed_{field}" in message._parsed:
+            lines.append(_address_header(name, message.parsed(f"displayed_{field}")))
+        elif getattr(message, field):
+            lines.append(_address_header(name, message.parsed(field)))
     if bcc_header and message.bcc:
         lines.append(_address_header("Bcc", message.parsed("bcc")))
     if message.reply_to:
         lines.append(_address_header("Reply-To", message.parsed("reply_to")))
     lines.append(_text_header("Subject", message.subject))
     lines.append(f"Message-ID: {message.message_id}")
-    lines.append(_date_header())
+    date = next((value for name, value in displayed.items() if name.lower() == "date"), None)
+    lines.append(_date_header() if date is None else _text_header("Date", date))
     for name, value in message.headers.items():
         lines.append(_text_header(name, value))
     lines.append("MIME-Version: 1.0")
