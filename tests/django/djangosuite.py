@@ -89,7 +89,8 @@ def load_mail_tests() -> types.ModuleType:
         return sys.modules[name]
     path = mail_tests_dir() / "tests.py"
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -637,7 +637,8 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         entry = _shared_channel(self)
         if not entry.working:
             try:
-                entry.channel.verify()
+                # Blocking, even in an async view, as Django's own backends block (see _send).
+                entry.channel._call(entry.channel.channel.verify, in_event_loop=True)
             except errors.SendError as exc:
                 if self.fail_silently:
                     return None
