@@ -39,7 +39,7 @@ from typing import Any
 from django.conf import settings
 from django.core import mail as django_mail
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import BadHeaderError as DjangoBadHeaderError
+from django.core.mail import BadHeaderError as _DjangosBadHeaderError
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import sanitize_address
@@ -56,20 +56,20 @@ from sendchannel.errors import ConfigurationError, InvalidMessageError
 from sendchannel.sync import SyncChannel
 
 __all__ = [
-    "AuthenticationError",
-    "BadHeaderError",
-    "ConnectionLostError",
-    "DeliveryUnknownError",
+    "DjangoAuthenticationError",
+    "DjangoBadHeaderError",
+    "DjangoConnectionLostError",
+    "DjangoDeliveryUnknownError",
+    "DjangoMessageRejectedError",
+    "DjangoPermanentError",
+    "DjangoQuotaExceededError",
+    "DjangoRecipientsRefusedError",
+    "DjangoSendError",
+    "DjangoSenderNotAllowedError",
+    "DjangoTLSError",
+    "DjangoThrottledError",
+    "DjangoTransientError",
     "EmailBackend",
-    "MessageRejectedError",
-    "PermanentError",
-    "QuotaExceededError",
-    "RecipientsRefusedError",
-    "SendError",
-    "SenderNotAllowedError",
-    "TLSError",
-    "ThrottledError",
-    "TransientError",
     "close_channels",
     "message_from_django",
 ]
@@ -152,76 +152,78 @@ setting_changed.connect(_on_setting_changed, dispatch_uid="sendchannel.contrib.d
 # the class Django's own backend would have raised in its place.
 
 
-class SendError(errors.SendError, smtplib.SMTPException):
+class DjangoSendError(errors.SendError, smtplib.SMTPException):
     """A :class:`sendchannel.errors.SendError` that is also an :class:`smtplib.SMTPException`."""
 
 
-class TransientError(errors.TransientError, smtplib.SMTPException):
+class DjangoTransientError(errors.TransientError, smtplib.SMTPException):
     """A :class:`sendchannel.errors.TransientError` that is also an :class:`smtplib.SMTPException`."""
 
 
-class ThrottledError(errors.ThrottledError, smtplib.SMTPResponseException):
+class DjangoThrottledError(errors.ThrottledError, smtplib.SMTPResponseException):
     """A :class:`sendchannel.errors.ThrottledError` that is also an :class:`smtplib.SMTPResponseException`."""
 
 
-class ConnectionLostError(errors.ConnectionLostError, smtplib.SMTPServerDisconnected, ConnectionError):
+class DjangoConnectionLostError(
+    errors.ConnectionLostError, smtplib.SMTPServerDisconnected, ConnectionError
+):
     """A :class:`sendchannel.errors.ConnectionLostError` that is also ``SMTPServerDisconnected`` and
     ``ConnectionError`` (what Django's backend raises for a server that is down or hangs up)."""
 
 
-class PermanentError(errors.PermanentError, smtplib.SMTPException):
+class DjangoPermanentError(errors.PermanentError, smtplib.SMTPException):
     """A :class:`sendchannel.errors.PermanentError` that is also an :class:`smtplib.SMTPException`."""
 
 
-class TLSError(errors.PermanentError, ssl.SSLError):
+class DjangoTLSError(errors.PermanentError, ssl.SSLError):
     """A failed TLS handshake: a :class:`sendchannel.errors.PermanentError` and an :class:`ssl.SSLError`."""
 
 
-class AuthenticationError(errors.AuthenticationError, smtplib.SMTPAuthenticationError):
+class DjangoAuthenticationError(errors.AuthenticationError, smtplib.SMTPAuthenticationError):
     """A :class:`sendchannel.errors.AuthenticationError` that is also ``SMTPAuthenticationError``."""
 
 
-class SenderNotAllowedError(errors.SenderNotAllowedError, smtplib.SMTPSenderRefused):
+class DjangoSenderNotAllowedError(errors.SenderNotAllowedError, smtplib.SMTPSenderRefused):
     """A :class:`sendchannel.errors.SenderNotAllowedError` that is also ``SMTPSenderRefused``."""
 
 
-class RecipientsRefusedError(errors.RecipientsRefusedError, smtplib.SMTPRecipientsRefused):
+class DjangoRecipientsRefusedError(errors.RecipientsRefusedError, smtplib.SMTPRecipientsRefused):
     """A :class:`sendchannel.errors.RecipientsRefusedError` that is also ``SMTPRecipientsRefused``
     (``recipients`` maps each address to ``(code, reply)`` as smtplib's does)."""
 
 
-class MessageRejectedError(errors.MessageRejectedError, smtplib.SMTPDataError):
+class DjangoMessageRejectedError(errors.MessageRejectedError, smtplib.SMTPDataError):
     """A :class:`sendchannel.errors.MessageRejectedError` that is also an :class:`smtplib.SMTPDataError`."""
 
 
-class QuotaExceededError(errors.QuotaExceededError, smtplib.SMTPResponseException):
+class DjangoQuotaExceededError(errors.QuotaExceededError, smtplib.SMTPResponseException):
     """A :class:`sendchannel.errors.QuotaExceededError` that is also ``SMTPResponseException``."""
 
 
-class DeliveryUnknownError(errors.DeliveryUnknownError, smtplib.SMTPServerDisconnected):
+class DjangoDeliveryUnknownError(errors.DeliveryUnknownError, smtplib.SMTPServerDisconnected):
     """A :class:`sendchannel.errors.DeliveryUnknownError` that is also ``SMTPServerDisconnected``."""
 
 
-class BadHeaderError(InvalidMessageError, DjangoBadHeaderError):  # type: ignore[misc]
+class DjangoBadHeaderError(InvalidMessageError, _DjangosBadHeaderError):  # type: ignore[misc]
     """A header value with a line break: an :class:`~sendchannel.errors.InvalidMessageError` that is
     also Django's :class:`django.core.mail.BadHeaderError`."""
 
 
 # Most specific first: the first sendchannel class an error is an instance of picks its twin.
 _TWINS: tuple[tuple[type[errors.SendError], type[errors.SendError]], ...] = (
-    (errors.ThrottledError, ThrottledError),
-    (errors.ConnectionLostError, ConnectionLostError),
-    (errors.AuthenticationError, AuthenticationError),
-    (errors.SenderNotAllowedError, SenderNotAllowedError),
-    (errors.RecipientsRefusedError, RecipientsRefusedError),
-    (errors.MessageRejectedError, MessageRejectedError),
-    (errors.QuotaExceededError, QuotaExceededError),
-    (errors.DeliveryUnknownError, DeliveryUnknownError),
-    (errors.TransientError, TransientError),
-    (errors.PermanentError, PermanentError),
-    (errors.SendError, SendError),
+    (errors.ThrottledError, DjangoThrottledError),
+    (errors.ConnectionLostError, DjangoConnectionLostError),
+    (errors.AuthenticationError, DjangoAuthenticationError),
+    (errors.SenderNotAllowedError, DjangoSenderNotAllowedError),
+    (errors.RecipientsRefusedError, DjangoRecipientsRefusedError),
+    (errors.MessageRejectedError, DjangoMessageRejectedError),
+    (errors.QuotaExceededError, DjangoQuotaExceededError),
+    (errors.DeliveryUnknownError, DjangoDeliveryUnknownError),
+    (errors.TransientError, DjangoTransientError),
+    (errors.PermanentError, DjangoPermanentError),
+    (errors.SendError, DjangoSendError),
 )
-_TWIN_CLASSES = frozenset(twin for _, twin in _TWINS) | {TLSError}
+_TWIN_CLASSES = frozenset(twin for _, twin in _TWINS) | {DjangoTLSError}
 _subclass_twins: dict[tuple[type, type], type] = {}
 
 
@@ -241,7 +243,7 @@ def _twin_class(error: errors.SendError) -> type[errors.SendError]:
     if kind in _TWIN_CLASSES:
         return kind
     if kind is errors.PermanentError and _caused_by(error, ssl.SSLError):
-        return TLSError
+        return DjangoTLSError
     base, twin = next((base, twin) for base, twin in _TWINS if isinstance(error, base))
     if kind is base:
         return twin
@@ -439,7 +441,9 @@ def _line(value: object, header: str) -> str:
     """A header value as text (Django allows lazy strings), refused as Django refuses it: with a break."""
     text = str(force_str(value))
     if not _BREAKS.isdisjoint(text):
-        raise BadHeaderError(f"Header values can't contain newlines (got {text!r} for header {header!r})")
+        raise DjangoBadHeaderError(
+            f"Header values can't contain newlines (got {text!r} for header {header!r})"
+        )
     return text
 
 
@@ -469,13 +473,13 @@ def message_from_django(email_message: EmailMessage) -> Message:
     attachments (files, ``MIMEBase`` parts, inline images with a ``Content-ID``) become
     :class:`~sendchannel.Attachment`, and ``headers`` are kept. As in Django, ``headers`` may change
     what the recipients see without changing the envelope: ``From`` is shown while ``from_email`` stays
-    the envelope sender (:attr:`Message.envelope_sender <sendchannel.Message.envelope_sender>`), ``To``
+    the envelope sender (``Message.envelope_sender``), ``To``
     and ``Cc`` are shown while the message goes to ``to``, ``cc`` and ``bcc``; ``Reply-To``, ``Date``
     and ``Message-ID`` replace the ones sendchannel would write.
 
     Raises:
-        BadHeaderError: A header value, the subject or an address holds a line break (it is also
-            Django's ``BadHeaderError``).
+        DjangoBadHeaderError: A header value or the subject holds a line break (it is also Django's
+            ``BadHeaderError``).
         InvalidMessageError: The message cannot be sent as built: an address Django refuses (the text
             says ``Invalid address``), or an alternative other than HTML or plain text.
     """
@@ -628,7 +632,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         Raises:
             django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel.
             SendError: The channel cannot connect or log in (not with ``fail_silently``); for example a
-                :class:`ConnectionLostError`, which is also a :class:`ConnectionError`.
+                :class:`DjangoConnectionLostError`, which is also a :class:`ConnectionError`.
         """
         current = self.connection
         if current is not None and not getattr(current, "closed", False):
@@ -661,7 +665,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         Raises:
             SendError: A send failed (not with ``fail_silently``), as a class Django code catches too.
             InvalidMessageError: A message cannot be sent as built (not with ``fail_silently``).
-            BadHeaderError: A header value holds a line break (not with ``fail_silently``).
+            DjangoBadHeaderError: A header value holds a line break (not with ``fail_silently``).
             django.core.exceptions.ImproperlyConfigured: The settings do not describe a channel.
         """
         messages = list(email_messages)
