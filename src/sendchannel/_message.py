@@ -203,6 +203,12 @@ def _normalise_message_id(value: str) -> str:
 
 
 _DISPLAYED = {"to": "To", "cc": "Cc", "date": "Date"}
+_NOTHING_DISPLAYED: Mapping[str, str] = types.MappingProxyType({})
+
+
+def _displayed_headers(value: object) -> Mapping[str, str]:
+    # Nearly every message has none: share one empty mapping rather than build two objects a message.
+    return _NOTHING_DISPLAYED if not value else _headers(value)
 
 
 def _displayed_header(name: str, value: str, local: bool) -> dict[str, tuple[ParsedAddress, ...]]:
@@ -279,7 +285,7 @@ class Message:
     # envelope (Django's headers={"To": ...}).
     _local_mailboxes: bool = attrs.field(default=False, kw_only=True, alias="_local_mailboxes", repr=False)
     _displayed: Mapping[str, str] = attrs.field(
-        factory=dict, converter=_headers, kw_only=True, alias="_displayed", hash=False, repr=False
+        default=None, converter=_displayed_headers, kw_only=True, alias="_displayed", hash=False, repr=False
     )
     _parsed: dict[str, tuple[ParsedAddress, ...]] = attrs.field(
         init=False, eq=False, hash=False, repr=False
