@@ -140,9 +140,10 @@ def _text_part(text: str, subtype: str, *, alone: bool = False) -> list[str]:
         body = _quoted_printable(text)
         cte = "quoted-printable"
     if alone:
-        # The line break that ends a message is framing, as the one before a multipart boundary is: it
-        # belongs to no text. Writing it always keeps a text with and one without a final newline apart
-        # (parse() takes it off again).
+        # A text that ends the message cannot show whether it ended with a newline: the line break that
+        # ends every message (SMTP adds one) would read as the text's. So that break is always written,
+        # and it is framing, not text, as the one before a multipart boundary is; parse() takes it off
+        # again. Readers see one more final line break than the text has.
         body += CRLF
     return [
         f'Content-Type: text/{subtype}; charset="utf-8"',
@@ -369,7 +370,8 @@ def parse(source: email.message.Message) -> dict[str, Any]:
         seen.add(lowered)
         headers[name] = str(value)
     subject = source.get("Subject")
-    message_id = source.get("Message-ID")
+    # The raw header: the stdlib's parsed Message-ID drops what its grammar does not expect ("<a@b@>").
+    message_id = next((_raw_text(str(v)) for k, v in source.raw_items() if k.lower() == "message-id"), None)
     return {
         "sender": senders[0],
         "to": _addresses(source, "To"),
