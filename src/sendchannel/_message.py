@@ -283,7 +283,9 @@ class Message:
     # Private, for sendchannel.contrib.django only (Django's rules, not part of the API): addresses
     # without a domain (Django ticket #15042), and displayed To/Cc/Date headers that differ from the
     # envelope (Django's headers={"To": ...}).
-    _local_mailboxes: bool = attrs.field(default=False, kw_only=True, alias="_local_mailboxes", repr=False)
+    _local_mailboxes: bool = attrs.field(
+        default=False, kw_only=True, alias="_local_mailboxes", repr=False, eq=False
+    )
     _displayed: Mapping[str, str] = attrs.field(
         default=None, converter=_displayed_headers, kw_only=True, alias="_displayed", hash=False, repr=False
     )

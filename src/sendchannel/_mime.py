@@ -246,14 +246,17 @@ def render(message: Message, *, bcc_header: bool = False) -> bytes:
     Args:
         message: What to render.
         bcc_header: Add a Bcc header (for APIs that take the recipients from the headers, like Gmail's,
-            which removes it before delivery). SMTP never gets one.
+            which removes it before delivery), and write To and Cc from the envelope even where
+            Django's displayed headers say otherwise. SMTP never gets one.
     """
     displayed = message._displayed  # To, Cc or Date shown instead of the envelope's (Django's headers=)
     lines = [
         _address_header("From", message.parsed("sender")),
     ]
     for field, name in (("to", "To"), ("cc", "Cc")):
-        if f"displayed_{field}" in message._parsed:
+        # An API that takes the recipients from the headers must see the envelope's, or it would
+        # deliver to the shown addresses instead.
+        if not bcc_header and f"displayed_{field}" in message._parsed:
             lines.append(_address_header(name, message.parsed(f"displayed_{field}")))
         elif getattr(message, field):
             lines.append(_address_header(name, message.parsed(field)))

@@ -17,9 +17,9 @@ from django.core.mail import BadHeaderError, EmailMessage
 from django.test.utils import override_settings
 from django.utils.translation import gettext_lazy
 
-from sendchannel import errors
+from sendchannel import Message, errors
 from sendchannel._sink import SmtpSink
-from sendchannel.contrib.django import EmailBackend
+from sendchannel.contrib.django import EmailBackend, message_from_django
 from sendchannel.testing import FakeChannel
 from tests import sentinels
 
@@ -289,3 +289,30 @@ def test_through_memory_the_backend_keeps_djangos_mail_outbox_as_locmem_does(
     assert 1 == email.send()
     email.subject = "changed afterwards"
     assert ["Kept"] == [m.subject for m in mail.outbox]
+
+
+# -- displayed headers and APIs that read recipients from the headers -------------------------------
+
+
+def test_an_api_that_takes_recipients_from_the_headers_sees_the_envelope_not_the_shown_to() -> None:
+    """The Gmail API delivers to the To, Cc and Bcc headers: a shown To must not redirect the message."""
+    from sendchannel._mime import render
+
+    email = EmailMessage(
+        "Hi",
+        "x",
+        "app@example.com",
+        ["bob@example.com"],
+        bcc=["audit@example.com"],
+        headers={"To": "Subscribers <list@example.com>"},
+    )
+    parsed = message_from_bytes(render(message_from_django(email), bcc_header=True), policy=policy.default)
+    shown = message_from_bytes(message_from_django(email).as_bytes(), policy=policy.default)
+    assert ("bob@example.com", "audit@example.com") == (parsed["To"], parsed["Bcc"])
+    assert "Subscribers <list@example.com>" == shown["To"]
+
+
+def test_a_message_from_django_equals_the_same_message_built_directly() -> None:
+    email = EmailMessage("Hi", "x", "app@example.com", ["bob@example.com"], headers={"Message-ID": "<1@x>"})
+    direct = Message("app@example.com", ["bob@example.com"], subject="Hi", text="x", message_id="<1@x>")
+    assert direct == message_from_django(email)
