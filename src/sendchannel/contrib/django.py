@@ -21,6 +21,12 @@ Every backend instance with the same configuration sends through one channel per
 (and its connections pooled) for the life of the process, so a throttler's budget and an SMTP
 connection pool are shared by all requests. Changing these settings with ``override_settings`` in
 tests closes the channels built from the old values.
+
+The backend is a drop-in for Django's SMTP backend (Django's own mail backend tests run against it):
+its errors are also the ``smtplib``, ``OSError`` and ``BadHeaderError`` classes Django raises
+(:class:`DjangoAuthenticationError` and the others below), it follows Django's address rules and the
+meaning of ``headers=``, :meth:`EmailBackend.open` connects, and the ``EMAIL_*`` settings can be read
+from the backend's attributes.
 """
 
 from __future__ import annotations
@@ -74,8 +80,6 @@ __all__ = [
     "message_from_django",
 ]
 
-#: Headers that Django lets ``headers=`` override and that sendchannel writes from the message's fields.
-_FIELD_HEADERS = {"from", "reply-to", "message-id"}
 #: Headers Django shows instead of the ones built from the fields, while the envelope stays.
 _DISPLAYED_HEADERS = {"to", "cc", "date"}
 
@@ -295,11 +299,11 @@ def django_error(error: errors.SendError, sender: str | None = None) -> errors.S
 # -- configuration ---------------------------------------------------------------------------------
 
 
-def _smtp_from_backend(backend: EmailBackend) -> tuple[Hashable, Callable[[], Channel]]:
-    """An SmtpChannel from the backend's settings (Django's EMAIL_* or its keyword arguments)."""
-    host, port, username, password = backend.host, backend.port, backend.username, backend.password
-    timeout, certfile, keyfile = backend.timeout, backend.ssl_certfile, backend.ssl_keyfile
-    tls = "implicit" if backend.use_ssl else "starttls" if backend.use_tls else "none"
+def _smtp_from_django_settings(options: dict[str, Any]) -> tuple[Hashable, Callable[[], Channel]]:
+    """An SmtpChannel from the backend's SMTP settings (Django's EMAIL_* or its keyword arguments)."""
+    host, port, username, password = (options[k] for k in ("host", "port", "username", "password"))
+    timeout, certfile, keyfile = (options[k] for k in ("timeout", "ssl_certfile", "ssl_keyfile"))
+    tls = "implicit" if options["use_ssl"] else "starttls" if options["use_tls"] else "none"
     if tls == "none" and username and password:
         raise ImproperlyConfigured(
             "EMAIL_HOST_PASSWORD is set but neither EMAIL_USE_TLS nor EMAIL_USE_SSL, and sendchannel does "
@@ -327,10 +331,10 @@ def _smtp_from_backend(backend: EmailBackend) -> tuple[Hashable, Callable[[], Ch
     return key, build
 
 
-def _configuration(backend: EmailBackend) -> tuple[Hashable, Callable[[], Channel]]:
-    url = backend.url or getattr(settings, "SENDCHANNEL_URL", None)
+def _configuration(options: dict[str, Any]) -> tuple[Hashable, Callable[[], Channel]]:
+    url = options.get("url") or getattr(settings, "SENDCHANNEL_URL", None)
     factory = getattr(settings, "SENDCHANNEL_CHANNEL", None)
-    if url and factory is not None and not backend.url:
+    if url and factory is not None and not options.get("url"):
         raise ImproperlyConfigured("Both SENDCHANNEL_URL and SENDCHANNEL_CHANNEL are set; keep one of them.")
     if url:
         if not isinstance(url, str):
@@ -345,7 +349,7 @@ def _configuration(backend: EmailBackend) -> tuple[Hashable, Callable[[], Channe
         return ("factory", factory if isinstance(factory, str) else id(factory)), lambda: _from_factory(
             factory
         )
-    return _smtp_from_backend(backend)
+    return _smtp_from_django_settings(options)
 
 
 def _from_factory(factory: object) -> Channel:
@@ -363,8 +367,8 @@ def _from_factory(factory: object) -> Channel:
     return channel
 
 
-def _shared_channel(backend: EmailBackend) -> _Shared:
-    key, build = _configuration(backend)
+def _shared_channel(options: dict[str, Any]) -> _Shared:
+    key, build = _configuration(options)
     with _shared_lock:
         entry = _shared.get(key)
         if entry is None:
@@ -473,9 +477,9 @@ def message_from_django(email_message: EmailMessage) -> Message:
     attachments (files, ``MIMEBase`` parts, inline images with a ``Content-ID``) become
     :class:`~sendchannel.Attachment`, and ``headers`` are kept. As in Django, ``headers`` may change
     what the recipients see without changing the envelope: ``From`` is shown while ``from_email`` stays
-    the envelope sender (``Message.envelope_sender``), ``To``
-    and ``Cc`` are shown while the message goes to ``to``, ``cc`` and ``bcc``; ``Reply-To``, ``Date``
-    and ``Message-ID`` replace the ones sendchannel would write.
+    the envelope sender (``Message.envelope_sender``), ``To`` and ``Cc`` are shown while the message
+    goes to ``to``, ``cc`` and ``bcc``; ``Reply-To``, ``Date`` and ``Message-ID`` replace the ones
+    sendchannel would write.
 
     Raises:
         DjangoBadHeaderError: A header value or the subject holds a line break (it is also Django's
@@ -638,7 +642,7 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         if current is not None and not getattr(current, "closed", False):
             return False
         self.connection = self._entry = None
-        entry = _shared_channel(self)
+        entry = _shared_channel(self._options())
         if not entry.working:
             try:
                 # Blocking, even in an async view, as Django's own backends block (see _send).
@@ -651,6 +655,13 @@ class EmailBackend(BaseEmailBackend):  # type: ignore[misc]
         self._entry = entry
         self.connection = entry.channel
         return True
+
+    def _options(self) -> dict[str, Any]:
+        """The configuration as read now (code may change the attributes before opening, as in Django)."""
+        names = ("host", "port", "username", "password", "use_tls", "use_ssl", "timeout")
+        options = {name: getattr(self, name) for name in (*names, "ssl_certfile", "ssl_keyfile")}
+        options["url"] = self.url
+        return options
 
     def close(self) -> None:
         """Release this backend's hold on the channel (the shared channel and its connections stay)."""
