@@ -46,7 +46,7 @@ nitpicky = True
 _OUTSIDE = (
     "abc|asyncio|attr|attrs|collections|concurrent|contextlib|datetime|django|email|enum|google|"
     "googleapiclient|httpx|logging|os|pathlib|pytest|_pytest|redis|sqlite3|ssl|tenacity|threading|"
-    "types|typing|typing_extensions|urllib|weakref|aiosmtplib|aiosmtpd|msal"
+    "types|typing|typing_extensions|urllib|weakref|aiosmtplib|aiosmtpd|msal|smtplib"
 )
 nitpick_ignore_regex = [
     (r"py:.*", rf"({_OUTSIDE})(\..*)?"),

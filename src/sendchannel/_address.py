@@ -33,7 +33,8 @@ class ParsedAddress:
         self.display_name = display_name
         self.local_part = local_part
         self.domain = domain
-        self.addr_spec = f"{local_part}@{domain}"
+        # A local mailbox (``"webmaster"``, no domain) is only built for Django's rules, see parse_address.
+        self.addr_spec = f"{local_part}@{domain}" if domain else local_part
 
     @property
     def needs_smtputf8(self) -> bool:
@@ -72,8 +73,12 @@ def idna_domain(domain: str) -> str:
     return domain
 
 
-def parse_address(value: object, field: str) -> ParsedAddress:
-    """Parse ``value`` as one address; raise InvalidMessageError naming ``field`` when it is not one."""
+def parse_address(value: object, field: str, *, local_mailboxes: bool = False) -> ParsedAddress:
+    """Parse ``value`` as one address; raise InvalidMessageError naming ``field`` when it is not one.
+
+    With ``local_mailboxes``, an address without a domain (``"webmaster"``) is taken as a mailbox of the
+    server itself, as Django accepts it (Django ticket #15042); the domain is then empty.
+    """
     if not isinstance(value, str):
         raise InvalidMessageError(
             f"{field}: expected an address string such as 'bob@example.com', got {type(value).__name__}"
@@ -101,6 +106,8 @@ def parse_address(value: object, field: str) -> ParsedAddress:
             f"{field}: {value!r} is not an address; write 'bob@example.com' or 'Bob <bob@example.com>'"
         )
     local, at, domain = text.rpartition("@")
+    if local_mailboxes and not at and _LOCAL_RE.fullmatch(domain) and len(domain) <= 64:
+        return ParsedAddress(display_name, domain, "")
     if not at or not local or not _LOCAL_RE.fullmatch(local) or len(local) > 64:
         raise InvalidMessageError(
             f"{field}: {value!r} is not a valid address; write 'bob@example.com' or 'Bob <bob@example.com>'"
@@ -123,9 +130,9 @@ def _unquote(name: str, field: str, original: str) -> str:
     return " ".join(name.split())
 
 
-def try_parse_address(value: object) -> ParsedAddress | None:
+def try_parse_address(value: object, *, local_mailboxes: bool = False) -> ParsedAddress | None:
     """Like parse_address, but None instead of an error (for checks that only answer yes or no)."""
     try:
-        return parse_address(value, "address")
+        return parse_address(value, "address", local_mailboxes=local_mailboxes)
     except InvalidMessageError:
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.message
 import email.policy
+import email.utils
 import mimetypes
 import re
 import types
@@ -201,6 +202,34 @@ def _normalise_message_id(value: str) -> str:
     return f"<{core}>"
 
 
+_DISPLAYED = {"to": "To", "cc": "Cc", "date": "Date"}
+_NOTHING_DISPLAYED: Mapping[str, str] = types.MappingProxyType({})
+
+
+def _displayed_headers(value: object) -> Mapping[str, str]:
+    # Nearly every message has none: share one empty mapping rather than build two objects a message.
+    return _NOTHING_DISPLAYED if not value else _headers(value)
+
+
+def _displayed_header(name: str, value: str, local: bool) -> dict[str, tuple[ParsedAddress, ...]]:
+    """Check a displayed header (To, Cc or Date shown instead of the one built from the fields)."""
+    key = name.lower() if isinstance(name, str) else ""
+    if key not in _DISPLAYED:
+        raise InvalidMessageError(f"displayed headers: {name!r} cannot be shown; only To, Cc and Date")
+    _check_line(value, f"headers[{name!r}]")
+    if key == "date":
+        return {}
+    addresses = []
+    for index, (display_name, addr_spec) in enumerate(email.utils.getaddresses([value])):
+        if not addr_spec:
+            continue
+        text = f'"{email.utils.quote(display_name)}" <{addr_spec}>' if display_name else addr_spec
+        addresses.append(parse_address(text, f"headers[{name!r}][{index}]", local_mailboxes=local))
+    if not addresses:
+        raise InvalidMessageError(f"headers[{name!r}]: {value!r} holds no address")
+    return {f"displayed_{key}": tuple(addresses)}
+
+
 @attrs.frozen(repr=False)
 class Message:
     """An e-mail message, validated when it is built.
@@ -223,6 +252,10 @@ class Message:
             Message-ID, Date, MIME-Version and ``Content-*``; set those through the fields instead.
         attachments: Files and inline images.
         message_id: The Message-ID; one is generated at the sender's domain when not given.
+        envelope_sender: The address for MAIL FROM, where bounces go (a VERP address, a bounce
+            mailbox); the From address when not given. SMTP channels send it as given; providers that
+            choose the envelope sender themselves (the Gmail API, Microsoft Graph, SparkPost) ignore it.
+            The credential's scope is checked against the From address, not this one.
 
     Raises:
         InvalidMessageError: A malformed address, no recipient, a line break of any kind (CR, LF, VT, FF,
@@ -246,6 +279,16 @@ class Message:
         default=(), converter=_attachments, kw_only=True
     )
     message_id: str = attrs.field(default=None, kw_only=True)
+    envelope_sender: str | None = attrs.field(default=None, kw_only=True)
+    # Private, for sendchannel.contrib.django only (Django's rules, not part of the API): addresses
+    # without a domain (Django ticket #15042), and displayed To/Cc/Date headers that differ from the
+    # envelope (Django's headers={"To": ...}).
+    _local_mailboxes: bool = attrs.field(
+        default=False, kw_only=True, alias="_local_mailboxes", repr=False, eq=False
+    )
+    _displayed: Mapping[str, str] = attrs.field(
+        default=None, converter=_displayed_headers, kw_only=True, alias="_displayed", hash=False, repr=False
+    )
     _parsed: dict[str, tuple[ParsedAddress, ...]] = attrs.field(
         init=False, eq=False, hash=False, repr=False
     )
@@ -254,12 +297,19 @@ class Message:
     @_parsed.default
     def _validate(self) -> dict[str, tuple[ParsedAddress, ...]]:
         parsed: dict[str, tuple[ParsedAddress, ...]] = {}
-        sender = parse_address(self.sender, "sender")
+        local = self._local_mailboxes
+        sender = parse_address(self.sender, "sender", local_mailboxes=local)
         parsed["sender"] = (sender,)
         object.__setattr__(self, "sender", sender.formatted())
+        if self.envelope_sender is not None:
+            envelope = parse_address(self.envelope_sender, "envelope_sender", local_mailboxes=local)
+            # MAIL FROM carries the address alone: a display name has nowhere to go.
+            envelope = ParsedAddress("", envelope.local_part, envelope.domain)
+            parsed["envelope_sender"] = (envelope,)
+            object.__setattr__(self, "envelope_sender", envelope.addr_spec)
         for field in ("to", "cc", "bcc", "reply_to"):
             addresses = tuple(
-                parse_address(value, f"{field}[{index}]")
+                parse_address(value, f"{field}[{index}]", local_mailboxes=local)
                 for index, value in enumerate(getattr(self, field))
             )
             parsed[field] = addresses
@@ -287,13 +337,16 @@ class Message:
                     "(sender, to, cc, bcc, reply_to, subject, message_id, attachments) instead"
                 )
             _check_line(value, f"headers[{name!r}]")
+        for name, value in self._displayed.items():
+            parsed.update(_displayed_header(name, value, local))
         if self.html is not None and any(a.inline for a in self.attachments):
             # Inline parts travel next to the HTML (multipart/related): keep them first, as they arrive.
             ordered = sorted(self.attachments, key=lambda a: not a.inline)
             object.__setattr__(self, "attachments", tuple(ordered))
         given = cast("str | None", self.message_id)
         if given is None:
-            object.__setattr__(self, "message_id", f"<{uuid.uuid4().hex}@{sender.domain}>")
+            domain = sender.domain or "localhost"  # a local mailbox has no domain of its own
+            object.__setattr__(self, "message_id", f"<{uuid.uuid4().hex}@{domain}>")
         else:
             object.__setattr__(self, "message_id", _normalise_message_id(given))
         return parsed
@@ -304,6 +357,11 @@ class Message:
     def sender_address(self) -> str:
         """The sender's bare address, without a display name."""
         return self._parsed["sender"][0].addr_spec
+
+    @property
+    def envelope_address(self) -> str:
+        """The bare address for MAIL FROM: ``envelope_sender`` when given, else the From address."""
+        return self.envelope_sender if self.envelope_sender is not None else self.sender_address
 
     @property
     def recipients(self) -> tuple[str, ...]:

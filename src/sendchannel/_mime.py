@@ -6,8 +6,8 @@ structure sendchannel produces is small and fixed. The output is conventional MI
 
 * header values that are plain ASCII go as they are (folded below 78 columns where possible); anything
   else uses RFC 2047 encoded words (RFC 2231 for attachment file names), so 7-bit servers accept it;
-* bodies that are ASCII with short lines go as 7bit, others as base64 over UTF-8, which keeps every
-  character and line break exactly;
+* text bodies that are ASCII with lines of at most 998 octets go as 7bit, others as quoted-printable
+  over UTF-8, which keeps every character and line break exactly; base64 is for attachments only;
 * the structure is ``multipart/mixed`` ( ``multipart/alternative`` (text, ``multipart/related`` (html,
   inline parts...)), attachments...), each level present only when needed.
 
@@ -17,6 +17,7 @@ Only an address with a non-ASCII local part is written as raw UTF-8; such a mess
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.message
 import email.policy
@@ -105,14 +106,16 @@ def _address_header(name: str, addresses: Iterable[ParsedAddress]) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# RFC 5322 2.1.1: a line is at most 998 octets, not counting its CRLF.
+_LONGEST_LINE = 998
 
 
 def _seven_bit(text: str) -> bool:
-    # ASCII without control characters and with lines short enough for SMTP (998 octets).
+    # ASCII without control characters and with lines short enough for SMTP.
     return (
         text.isascii()
         and _CONTROL.search(text) is None
-        and (len(text) <= 900 or max(map(len, text.split("\n"))) <= 900)
+        and (len(text) <= _LONGEST_LINE or max(map(len, text.split("\n"))) <= _LONGEST_LINE)
     )
 
 
@@ -120,19 +123,30 @@ def _base64_lines(data: bytes) -> str:
     return base64.encodebytes(data).decode("ascii").replace("\n", CRLF).removesuffix(CRLF)
 
 
+def _quoted_printable(text: str) -> str:
+    # binascii keeps "\n" as the line break (and writes soft breaks as "=\n"); the text holds no CR.
+    encoded = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    return encoded.decode("ascii").replace("\n", CRLF)
+
+
 def _text_part(text: str, subtype: str, *, alone: bool = False) -> list[str]:
-    # A part that ends the message gets a final CRLF from SMTP, so a 7bit body there could not be told
-    # from one with a trailing newline: base64 keeps such a body exact.
-    if _seven_bit(text) and not (alone and not text.endswith("\n")):
+    # 7bit when the text can go as it is, quoted-printable otherwise (it keeps the text readable and
+    # every character and line break exact); base64 is for attachments. The charset is utf-8 either way
+    # (ASCII is UTF-8), as Django and most mail clients write it.
+    if _seven_bit(text):
         body = text.replace("\n", CRLF)
         cte = "7bit"
-        charset = "us-ascii"
     else:
-        body = _base64_lines(text.encode("utf-8"))
-        cte = "base64"
-        charset = "utf-8"
+        body = _quoted_printable(text)
+        cte = "quoted-printable"
+    if alone:
+        # A text that ends the message cannot show whether it ended with a newline: the line break that
+        # ends every message (SMTP adds one) would read as the text's. So that break is always written,
+        # and it is framing, not text, as the one before a multipart boundary is; parse() takes it off
+        # again. Readers see one more final line break than the text has.
+        body += CRLF
     return [
-        f'Content-Type: text/{subtype}; charset="{charset}"',
+        f'Content-Type: text/{subtype}; charset="utf-8"',
         f"Content-Transfer-Encoding: {cte}",
         "",
         body,
@@ -232,22 +246,28 @@ def render(message: Message, *, bcc_header: bool = False) -> bytes:
     Args:
         message: What to render.
         bcc_header: Add a Bcc header (for APIs that take the recipients from the headers, like Gmail's,
-            which removes it before delivery). SMTP never gets one.
+            which removes it before delivery), and write To and Cc from the envelope even where
+            Django's displayed headers say otherwise. SMTP never gets one.
     """
+    displayed = message._displayed  # To, Cc or Date shown instead of the envelope's (Django's headers=)
     lines = [
         _address_header("From", message.parsed("sender")),
     ]
-    if message.to:
-        lines.append(_address_header("To", message.parsed("to")))
-    if message.cc:
-        lines.append(_address_header("Cc", message.parsed("cc")))
+    for field, name in (("to", "To"), ("cc", "Cc")):
+        # An API that takes the recipients from the headers must see the envelope's, or it would
+        # deliver to the shown addresses instead.
+        if not bcc_header and f"displayed_{field}" in message._parsed:
+            lines.append(_address_header(name, message.parsed(f"displayed_{field}")))
+        elif getattr(message, field):
+            lines.append(_address_header(name, message.parsed(field)))
     if bcc_header and message.bcc:
         lines.append(_address_header("Bcc", message.parsed("bcc")))
     if message.reply_to:
         lines.append(_address_header("Reply-To", message.parsed("reply_to")))
     lines.append(_text_header("Subject", message.subject))
     lines.append(f"Message-ID: {message.message_id}")
-    lines.append(_date_header())
+    date = next((value for name, value in displayed.items() if name.lower() == "date"), None)
+    lines.append(_date_header() if date is None else _text_header("Date", date))
     for name, value in message.headers.items():
         lines.append(_text_header(name, value))
     lines.append("MIME-Version: 1.0")
@@ -297,10 +317,12 @@ def _filename(part: email.message.EmailMessage) -> str | None:
     return part.get_filename()
 
 
-def _decoded_text(part: email.message.EmailMessage) -> str:
+def _decoded_text(part: email.message.EmailMessage, *, alone: bool) -> str:
     content = part.get_content()
     assert isinstance(content, str)
-    return content.replace("\r\n", "\n")
+    content = content.replace("\r\n", "\n")
+    # The message's own final line break is framing, not text (see _text_part).
+    return content.removesuffix("\n") if alone else content
 
 
 def parse(source: email.message.Message, *, owned: frozenset[str]) -> dict[str, Any]:
@@ -330,10 +352,10 @@ def parse(source: email.message.Message, *, owned: frozenset[str]) -> dict[str, 
         filename = _filename(part)
         if disposition != "attachment" and filename is None:
             if content_type == "text/plain" and text is None:
-                text = _decoded_text(part)
+                text = _decoded_text(part, alone=part is source)
                 continue
             if content_type == "text/html" and html is None:
-                html = _decoded_text(part)
+                html = _decoded_text(part, alone=part is source)
                 continue
         payload = part.get_payload(decode=True)
         content_id = part.get("Content-ID")
@@ -355,7 +377,8 @@ def parse(source: email.message.Message, *, owned: frozenset[str]) -> dict[str, 
         seen.add(lowered)
         headers[name] = str(value)
     subject = source.get("Subject")
-    message_id = source.get("Message-ID")
+    # The raw header: the stdlib's parsed Message-ID drops what its grammar does not expect ("<a@b@>").
+    message_id = next((_raw_text(str(v)) for k, v in source.raw_items() if k.lower() == "message-id"), None)
     return {
         "sender": senders[0],
         "to": _addresses(source, "To"),

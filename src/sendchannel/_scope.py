@@ -101,7 +101,9 @@ class CredentialScope:
 
         A malformed sender is never allowed.
         """
-        parsed = try_parse_address(sender)
+        # A local mailbox (no domain, which only Django's backend lets through) is a sender only an
+        # unrestricted credential covers.
+        parsed = try_parse_address(sender, local_mailboxes=True)
         if parsed is None:
             return False
         if self.kind is ScopeKind.UNRESTRICTED:

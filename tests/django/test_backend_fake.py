@@ -22,6 +22,7 @@ from sendchannel import (
     ThrottledError,
 )
 from sendchannel.contrib.django import EmailBackend, message_from_django
+from sendchannel.errors import ConfigurationError
 from sendchannel.testing import FakeChannel
 from tests import sentinels
 
@@ -187,11 +188,28 @@ def test_an_alternative_other_than_html_or_text_is_refused_with_the_remedy() -> 
         email.send()
 
 
-@pytest.mark.parametrize("header", ["To", "Cc", "Date"])
-def test_headers_sendchannel_writes_itself_are_refused(header: str) -> None:
-    email = EmailMessage("Hi", "x", "app@example.com", ["bob@example.com"], headers={header: "x"})
-    with pytest.raises(InvalidMessageError, match=f"'{header}' cannot be set"):
-        message_from_django(email)
+def test_to_cc_and_date_headers_are_shown_while_the_envelope_keeps_the_fields() -> None:
+    """Django's headers={"To": ...}: what the recipients see changes, not where the message goes."""
+    email = EmailMessage(
+        "Hi",
+        "x",
+        "app@example.com",
+        ["bob@example.com"],
+        cc=["carol@example.com"],
+        headers={
+            "To": "List <list@example.com>",
+            "Cc": "archive@example.com",
+            "Date": "Tue, 01 Dec 2026 10:00:00 +0000",
+        },
+    )
+    message = message_from_django(email)
+    parsed = message.to_email_message()
+    assert ("bob@example.com", "carol@example.com") == message.recipients
+    assert ("List <list@example.com>", "archive@example.com", "Tue, 01 Dec 2026 10:00:00 +0000") == (
+        parsed["To"],
+        parsed["Cc"],
+        parsed["Date"],
+    )
 
 
 def test_a_message_rfc822_attachment_is_kept_as_the_inner_message(outbox: list[Message]) -> None:
@@ -256,13 +274,13 @@ def test_a_url_given_to_get_connection_wins_over_the_setting(outbox: list[Messag
 def test_backends_with_one_configuration_share_one_channel_until_the_setting_changes() -> None:
     first, second = EmailBackend(), EmailBackend()
     with first, second:
-        assert first._channel is second._channel
-        shared = first._channel
+        assert first.connection is second.connection
+        shared = first.connection
     assert shared is not None
     with override_settings(SENDCHANNEL_URL="memory://other"):
         assert shared.closed
         with EmailBackend() as third:
-            assert third._channel is not shared
+            assert third.connection is not shared
 
 
 def test_sending_from_an_async_view_blocks_like_djangos_own_backends(outbox: list[Message]) -> None:
@@ -298,9 +316,12 @@ def test_djangos_settings_with_a_password_but_no_tls_are_refused_before_connecti
     assert not sentinels.leaked(str(info.value))
 
 
-def test_both_email_use_tls_and_use_ssl_are_refused() -> None:
+def test_both_email_use_tls_and_use_ssl_are_a_value_error_when_the_backend_is_built() -> None:
+    """As in Django: a ValueError from the constructor (also a sendchannel ConfigurationError)."""
     with (
         override_settings(SENDCHANNEL_URL=None, EMAIL_USE_TLS=True, EMAIL_USE_SSL=True),
-        pytest.raises(ImproperlyConfigured, match="EMAIL_USE_TLS and EMAIL_USE_SSL are both set"),
+        pytest.raises(ConfigurationError, match="EMAIL_USE_TLS/EMAIL_USE_SSL are mutually exclusive"),
     ):
-        mail.send_mail("Hi", "x", "app@example.com", ["bob@example.com"])
+        mail.get_connection(BACKEND)
+    with pytest.raises(ValueError, match="SSL is implicit TLS, usually on port 465"):
+        EmailBackend(use_tls=True, use_ssl=True)

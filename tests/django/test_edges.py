@@ -65,7 +65,7 @@ async def test_email_ssl_certfile_keyfile_and_timeout_are_used(
         assert 1 == await asyncio.to_thread(send)
         backend = mail.get_connection()
         backend.open()
-        assert 5.0 == backend._channel.channel.timeout  # type: ignore[attr-defined]
+        assert 5.0 == backend.connection.channel.timeout  # type: ignore[attr-defined]
         backend.close()
     assert ["alice"] == [m.login for m in mutual_tls_server.messages]
 

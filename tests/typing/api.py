@@ -47,6 +47,9 @@ async def sending() -> None:
     )
     assert_type(message.recipients, tuple[str, ...])
     assert_type(message.as_bytes(), bytes)
+    bounced = message.evolve(envelope_sender="bounces+bob=example.com@example.com")
+    assert_type(bounced.envelope_sender, str | None)
+    assert_type(bounced.envelope_address, str)
 
     channel: Channel = SmtpChannel("smtp.example.com", 587, username="alice", password="secret")
     async with pipeline(channel, store=SqliteStore("quota.db")) as stack:

@@ -533,7 +533,7 @@ async def transact(
         StaleConnection: A reused connection turned out dead at MAIL FROM (nothing was sent).
         SendError: Classified from the reply or the failure.
     """
-    sender = message.sender_address
+    sender = message.envelope_address  # MAIL FROM: the envelope sender when one is given
     recipients = message.recipients
     utf8 = message.needs_smtputf8
     size = len(data)
