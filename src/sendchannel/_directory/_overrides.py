@@ -1,0 +1,106 @@
+"""The keyword overrides of a connected channel, stored so that another process can rebuild it.
+
+``channel_from_url(url, **overrides)`` must give the same channel in every process, so the overrides are
+kept (encrypted, with the URL) in a JSON form: text, numbers, booleans, None, and lists, tuples and dicts of
+them as they are; a ``CredentialScope``; a google-auth authorised-user ``Credentials`` object as its
+``to_json()`` (rebuilt as a ``Credentials`` object, whose refreshed tokens are then written back).
+Anything else (an ``SSLContext``, a function, a token provider) cannot be rebuilt elsewhere and is refused
+with a ConfigurationError saying what to pass instead.
+
+Values whose secrets change as they are used (a refreshed access token, a rotated refresh token) are
+*refreshable*: :func:`fingerprint` reads the fields that change, cheaply, so the directory can notice a
+change after each send and store the new state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sendchannel._scope import CredentialScope, ScopeKind
+from sendchannel.errors import ConfigurationError
+
+__all__ = ["decode", "encode", "fingerprint"]
+
+_GOOGLE_USER = "$google_authorized_user"
+_TUPLE = "$tuple"
+_DICT = "$dict"
+_SCOPE = "$scope"
+
+
+def _is_google_user_credentials(value: object) -> bool:
+    cls = type(value)
+    return cls.__module__ == "google.oauth2.credentials" and cls.__name__ == "Credentials"
+
+
+def _encode_value(name: str, value: object) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode_value(name, item) for item in value]}
+    if isinstance(value, list):
+        return [_encode_value(name, item) for item in value]
+    if isinstance(value, Mapping) and all(isinstance(key, str) for key in value):
+        return {_DICT: {key: _encode_value(name, item) for key, item in value.items()}}
+    if isinstance(value, CredentialScope) and type(value) is CredentialScope:
+        scope = {"kind": value.kind.value, "identities": list(value.identities), "provider": value.provider}
+        return {_SCOPE: scope}
+    if _is_google_user_credentials(value):
+        return {_GOOGLE_USER: json.loads(value.to_json())}  # type: ignore[attr-defined]
+    raise ConfigurationError(
+        f"The override {name}= is a {type(value).__module__}.{type(value).__qualname__}, which the directory "
+        "cannot store: another process must rebuild the channel from the URL and its overrides. Pass it "
+        "as text instead (a string, number or list), such as credentials= the grant's JSON "
+        "(credentials.to_json()) or a file path; for TLS, trust your authority through the system store or "
+        "SSL_CERT_FILE rather than tls_context=."
+    )
+
+
+def encode(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides in a JSON-serialisable form.
+
+    Raises:
+        ConfigurationError: An override that cannot be rebuilt in another process.
+    """
+    return {name: _encode_value(name, value) for name, value in overrides.items()}
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode_value(item) for item in value]
+    if isinstance(value, dict):
+        if _TUPLE in value:
+            return tuple(_decode_value(item) for item in value[_TUPLE])
+        if _DICT in value:
+            return {key: _decode_value(item) for key, item in value[_DICT].items()}
+        if _SCOPE in value:
+            scope = value[_SCOPE]
+            kind = ScopeKind(scope["kind"])
+            if kind is ScopeKind.UNRESTRICTED:
+                return CredentialScope.unrestricted(provider=scope["provider"])
+            return CredentialScope(kind, tuple(scope["identities"]), provider=scope["provider"])
+        if _GOOGLE_USER in value:
+            import google.oauth2.credentials
+
+            info = value[_GOOGLE_USER]
+            user_credentials = google.oauth2.credentials.Credentials
+            credentials = user_credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
+            if info.get("token"):
+                credentials.token = info["token"]
+            return credentials
+    return value
+
+
+def decode(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides rebuilt from :func:`encode`'s form (new objects)."""
+    return {name: _decode_value(value) for name, value in data.items()}
+
+
+def fingerprint(overrides: Mapping[str, Any]) -> tuple[object, ...] | None:
+    """What changes when a refreshable override is used (tokens, expiry), or None when nothing can change."""
+    marks: list[object] = []
+    for name, value in overrides.items():
+        if _is_google_user_credentials(value):
+            marks.append((name, value.token, value.refresh_token, value.expiry))
+    return tuple(marks) if marks else None
