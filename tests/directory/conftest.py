@@ -62,3 +62,6 @@ async def make_directory(database_url: str, secret_key: str) -> AsyncIterator[Ma
     yield make
     for directory in opened:
         await directory.aclose()
+
+
+from tests.smtp.fixtures import certificates, starttls_server  # noqa: E402, F401 - fixtures by name

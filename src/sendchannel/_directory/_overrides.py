@@ -14,6 +14,7 @@ change after each send and store the new state.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -81,15 +82,24 @@ def _decode_value(value: Any) -> Any:
                 return CredentialScope.unrestricted(provider=scope["provider"])
             return CredentialScope(kind, tuple(scope["identities"]), provider=scope["provider"])
         if _GOOGLE_USER in value:
-            import google.oauth2.credentials
-
-            info = value[_GOOGLE_USER]
-            user_credentials = google.oauth2.credentials.Credentials
-            credentials = user_credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
-            if info.get("token"):
-                credentials.token = info["token"]
-            return credentials
+            return _google_credentials(value[_GOOGLE_USER])
     return value
+
+
+def _google_credentials(info: dict[str, Any]) -> Any:
+    """The grant rebuilt with the constructor: ``from_authorized_user_info`` would reset its token endpoint
+    to Google's (a guard against untrusted files; this JSON is our own, encrypted)."""
+    import google.oauth2.credentials
+
+    expiry = None
+    if info.get("expiry"):
+        expiry = datetime.datetime.strptime(info["expiry"].rstrip("Z").split(".")[0], "%Y-%m-%dT%H:%M:%S")
+    fields = {name: info.get(name) for name in ("refresh_token", "client_id", "client_secret", "scopes")}
+    if info.get("token_uri"):
+        fields["token_uri"] = info["token_uri"]
+    if info.get("universe_domain"):
+        fields["universe_domain"] = info["universe_domain"]
+    return google.oauth2.credentials.Credentials(info.get("token"), expiry=expiry, **fields)  # type: ignore[no-untyped-call]
 
 
 def decode(data: Mapping[str, Any]) -> dict[str, Any]:
