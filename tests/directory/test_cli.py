@@ -32,7 +32,8 @@ async def test_connect_list_route_disconnect_with_the_password_from_the_environm
 
     listed = await cli("directory", sqlite_url, "list", env=env)
     assert 0 == listed.code
-    shown = f"{entry_id}  bob  smtp://bob@127.0.0.1:{starttls_server.port}?timeout=5  unrestricted  own  ok since"
+    where = f"smtp://bob@127.0.0.1:{starttls_server.port}?timeout=5"
+    shown = f"{entry_id}  bob  {where}  unrestricted  own  ok since"
     assert shown in listed.stdout
 
     routed = await cli("directory", sqlite_url, "route", "bob@contoso.com", "--owner", "bob", env=env)
