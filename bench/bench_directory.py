@@ -42,7 +42,8 @@ async def per_send(send: object, sends: int) -> float:
 async def run(batches: int, sends: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as folder:
         database = f"sqlite:///{os.path.join(folder, 'directory.db')}"
-        async with ChannelDirectory(database, secrets=Fernet.generate_key(), throttle_store=MemoryStore()) as d:
+        directory = ChannelDirectory(database, secrets=Fernet.generate_key(), throttle_store=MemoryStore())
+        async with directory as d:
             await d.connect(
                 "alice", "memory://bench", scope=CredentialScope.per_address("alice@contoso.com")
             )
