@@ -14,7 +14,27 @@ from sendchannel import ChannelDirectory, Message
 from sendchannel.contrib.django import close_channels
 from sendchannel.errors import SenderNotAllowedError
 from tests.directory.scheme import channel
-from tests.django.conftest import BACKEND, django_settings  # noqa: F401 - the session fixture, by name
+from tests.django.conftest import BACKEND
+
+
+@pytest.fixture
+def django_configured() -> None:
+    """Django set up as tests/django's session fixture sets it up (without its test environment, which
+    that fixture starts once per session)."""
+    import django
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(  # the same settings as tests/django/conftest.py
+            DEBUG=False,
+            SECRET_KEY="tests",
+            INSTALLED_APPS=["django.contrib.contenttypes"],
+            DEFAULT_FROM_EMAIL="webmaster@example.com",
+            SERVER_EMAIL="server@example.com",
+            ADMINS=[("Ops", "ops@example.com")],
+            USE_TZ=True,
+        )
+        django.setup()
 
 
 @pytest.fixture
@@ -31,7 +51,7 @@ def directory_database(sqlite_url: str, secret_key: str, monkeypatch: pytest.Mon
     close_channels()
 
 
-@pytest.mark.usefixtures("django_settings")
+@pytest.mark.usefixtures("django_configured")
 def test_django_mail_is_routed_by_sender_for_the_configured_owner(directory_database: str) -> None:
     def owner(message: Message) -> str | None:
         return "alice" if message.sender.endswith("<alice@contoso.com>") else None
