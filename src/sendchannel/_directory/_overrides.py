@@ -3,7 +3,9 @@
 ``channel_from_url(url, **overrides)`` must give the same channel in every process, so the overrides are
 kept (encrypted, with the URL) in a JSON form: text, numbers, booleans, None, and lists, tuples and dicts of
 them as they are; a ``CredentialScope``; a google-auth authorised-user ``Credentials`` object as its
-``to_json()`` (rebuilt as a ``Credentials`` object, whose refreshed tokens are then written back).
+``to_json()`` (rebuilt as a ``Credentials`` object, whose refreshed tokens are then written back); an
+Office 365 device-code token provider as its app, options and msal token cache (rebuilt never to prompt:
+a sign-in needed again means its owner must reconnect).
 Anything else (an ``SSLContext``, a function, a token provider) cannot be rebuilt elsewhere and is refused
 with a ConfigurationError saying what to pass instead.
 
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sendchannel._scope import CredentialScope, ScopeKind
-from sendchannel.errors import ConfigurationError
+from sendchannel.errors import AuthenticationError, ConfigurationError
 
 __all__ = ["decode", "encode", "fingerprint"]
 
@@ -28,11 +30,16 @@ _GOOGLE_USER = "$google_authorized_user"
 _TUPLE = "$tuple"
 _DICT = "$dict"
 _SCOPE = "$scope"
+_MSAL_DEVICE_CODE = "$msal_device_code"
 
 
 def _is_google_user_credentials(value: object) -> bool:
     cls = type(value)
     return cls.__module__ == "google.oauth2.credentials" and cls.__name__ == "Credentials"
+
+
+def _is_device_code_provider(value: object) -> bool:
+    return type(value).__name__ == "DeviceCodeTokenProvider" and callable(getattr(value, "cache_state", None))
 
 
 def _encode_value(name: str, value: object) -> Any:
@@ -47,6 +54,17 @@ def _encode_value(name: str, value: object) -> Any:
     if isinstance(value, CredentialScope) and type(value) is CredentialScope:
         scope = {"kind": value.kind.value, "identities": list(value.identities), "provider": value.provider}
         return {_SCOPE: scope}
+    if _is_device_code_provider(value):
+        provider: Any = value
+        return {
+            _MSAL_DEVICE_CODE: {
+                "client_id": provider.client_id,
+                "authority": provider.authority,
+                "scopes": list(provider.scopes),
+                "options": _encode_value(name, dict(provider.msal_options)),
+                "cache": provider.cache_state(),
+            }
+        }
     if _is_google_user_credentials(value):
         return {_GOOGLE_USER: json.loads(value.to_json())}  # type: ignore[attr-defined]
     raise ConfigurationError(
@@ -83,6 +101,8 @@ def _decode_value(value: Any) -> Any:
             return CredentialScope(kind, tuple(scope["identities"]), provider=scope["provider"])
         if _GOOGLE_USER in value:
             return _google_credentials(value[_GOOGLE_USER])
+        if _MSAL_DEVICE_CODE in value:
+            return _device_code_provider(value[_MSAL_DEVICE_CODE])
     return value
 
 
@@ -102,6 +122,27 @@ def _google_credentials(info: dict[str, Any]) -> Any:
     return google.oauth2.credentials.Credentials(info.get("token"), expiry=expiry, **fields)  # type: ignore[no-untyped-call]
 
 
+def _cannot_prompt(instruction: str) -> None:
+    raise AuthenticationError(
+        "Microsoft needs the user to sign in again (the stored refresh token expired or was revoked), and "
+        "a stored channel cannot ask them; its owner must reconnect it."
+    )
+
+
+def _device_code_provider(state: dict[str, Any]) -> Any:
+    """The device-code token provider rebuilt with its stored token cache; it never prompts."""
+    from sendchannel._smtp._office365 import DeviceCodeTokenProvider
+
+    return DeviceCodeTokenProvider(
+        client_id=state["client_id"],
+        authority=state["authority"],
+        scopes=tuple(state["scopes"]),
+        prompt=_cannot_prompt,
+        cache_state=state["cache"],
+        **_decode_value(state["options"]),
+    )
+
+
 def decode(data: Mapping[str, Any]) -> dict[str, Any]:
     """The overrides rebuilt from :func:`encode`'s form (new objects)."""
     return {name: _decode_value(value) for name, value in data.items()}
@@ -113,4 +154,6 @@ def fingerprint(overrides: Mapping[str, Any]) -> tuple[object, ...] | None:
     for name, value in overrides.items():
         if _is_google_user_credentials(value):
             marks.append((name, value.token, value.refresh_token, value.expiry))
+        elif _is_device_code_provider(value):
+            marks.append((name, value.cache_changed))
     return tuple(marks) if marks else None

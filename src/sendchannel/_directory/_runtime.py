@@ -94,14 +94,14 @@ class Runtime:
 
     async def write_back(self) -> None:
         """Store the overrides again, encrypted, if the provider's client refreshed them in place."""
-        mark = _overrides.fingerprint(self._overrides)
-        if mark == self._mark:
+        if _overrides.fingerprint(self._overrides) == self._mark:
             return
-        self._mark = mark
         try:
-            blob = self.directory.secrets.encrypt(
-                json.dumps({"url": self._url, "overrides": _overrides.encode(self._overrides)}).encode()
-            )
+            encoded = _overrides.encode(self._overrides)
+            # Read after encoding: serializing a token cache is what marks it unchanged.
+            self._mark = _overrides.fingerprint(self._overrides)
+            plain = json.dumps({"url": self._url, "overrides": encoded}).encode()
+            blob = self.directory.secrets.encrypt(plain)
             version = await self.directory.store.update_secret(
                 self.record.id, blob, expected_version=self.record.secret_version
             )
