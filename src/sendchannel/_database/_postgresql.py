@@ -112,6 +112,9 @@ class PostgresDatabase:
                     raise _Conflict(f"PostgreSQL at {self.url.display} aborted a transaction: {exc}") from exc
                 except psycopg.OperationalError as exc:
                     raise self._lost(exc) from exc
+                except asyncio.CancelledError:
+                    # A statement may still be running on the server: never hand this connection out again.
+                    raise
                 except BaseException:
                     healthy = not connection.broken
                     raise
