@@ -152,6 +152,7 @@ class ChannelDirectory(Closing):
         self._routes: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._runtimes: dict[str, Runtime] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._closed = False
 
@@ -196,7 +197,8 @@ class ChannelDirectory(Closing):
 
     def _close_later(self, runtime: Runtime) -> None:
         task = asyncio.get_running_loop().create_task(runtime.close())
-        task.add_done_callback(lambda done: None)
+        self._closing.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._closing.discard)
 
     async def _poll(self) -> None:
         while True:
@@ -538,6 +540,8 @@ class ChannelDirectory(Closing):
         runtimes, self._runtimes = list(self._runtimes.values()), {}
         for runtime in runtimes:
             await runtime.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         try:
             await self.store.aclose()
         finally:
