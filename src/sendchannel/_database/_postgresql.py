@@ -135,13 +135,13 @@ class PostgresDatabase:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.2)
 
-    async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    async def execute(self, sql: str, params: Sequence[object] = (), *, write: bool = True) -> list[Row]:
         """Run one statement in a transaction of its own."""
 
         async def body(tx: Transaction) -> list[Row]:
             return await tx.execute(sql, params)
 
-        return await self.run(body)
+        return await self.run(body, write=write)
 
     async def aclose(self) -> None:
         """Close the idle connections (idempotent); connections in use close when their transaction ends."""

@@ -47,7 +47,8 @@ def _identity(url: str, channel: Channel) -> str:
     """The credential's identity, with no secret in it: scheme, user and host, and what the scope covers.
 
     The same owner connecting the same identity again replaces the entry (a new password for the same
-    mailbox, a new key for the same domains); entries of one identity share one throttle budget.
+    mailbox, a new key for the same domains); entries of one identity share one throttle budget. A
+    channel that names its credential (a ``credential_id`` attribute) is identified by that name.
     """
     parts = urllib.parse.urlsplit(redact_url(url))
     netloc = parts.netloc
@@ -55,11 +56,11 @@ def _identity(url: str, channel: Channel) -> str:
         userinfo, _, host = netloc.rpartition("@")
         netloc = f"{userinfo.partition(':')[0]}@{host}"
     credential = getattr(channel, "credential_id", None)
-    scope = channel.scope
     if isinstance(credential, str) and credential:
-        covered = credential
-    else:
-        covered = ",".join(sorted(identity.lower() for identity in scope.identities)) or "*"
+        # The channel names its credential itself (never with a secret): that is the identity.
+        return f"{parts.scheme.lower()}:{credential}"
+    scope = channel.scope
+    covered = ",".join(sorted(identity.lower() for identity in scope.identities)) or "*"
     return f"{parts.scheme.lower()}://{netloc.lower()}/{scope.kind.value}:{covered}"
 
 

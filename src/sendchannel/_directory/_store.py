@@ -157,7 +157,9 @@ class SqlDirectoryStore:
     async def generation(self) -> int:
         """The change counter."""
         database = await self._ready()
-        rows = await database.execute("SELECT value FROM sendchannel_directory_generation WHERE id = 1")
+        rows = await database.execute(
+            "SELECT value FROM sendchannel_directory_generation WHERE id = 1", write=False
+        )
         return int(rows[0][0])
 
     async def load(self) -> tuple[int, list[Record]]:
