@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from sendchannel import ChannelDirectory, Message
+from sendchannel.errors import AuthenticationError
 from tests import sentinels
 from tests.cli.conftest import cli, in_terminal
+from tests.gmail.conftest import user_credentials
+from tests.gmail.server import GmailServer
 from tests.smtp.servers import Certificates, SmtpServer
 
 
@@ -84,3 +88,69 @@ async def test_a_database_url_that_is_no_database_is_a_usage_error() -> None:
     assert 2 == run.code
     assert "mysql://root:***@db/mail" in run.stderr
     assert "hunter2" not in run.output
+
+
+async def test_a_gmail_grant_is_read_from_a_file_verified_and_stored(
+    sqlite_url: str, secret_key: str, tmp_path: Path
+) -> None:
+    with GmailServer("alice@example.com") as gmail:
+        grant = tmp_path / "grant.json"
+        grant.write_text(user_credentials(gmail).to_json())
+        url = f"gmail://alice@example.com?api_endpoint={gmail.url}&timeout=5"
+        env = {"SENDCHANNEL_SECRET_KEYS": secret_key}
+        options = ["--credentials", str(grant)]
+        run = await cli("directory", sqlite_url, "connect", "alice", url, *options, env=env)
+        assert 0 == run.code, run.output
+        assert "per-address: alice@example.com  own  ok" in run.stdout
+        assert 1 == len(gmail.token_requests)  # verified: the grant was refreshed once
+
+
+@pytest.mark.parametrize(
+    ("grant", "words"),
+    [
+        (None, "needs the user's grant: pass --credentials FILE"),
+        ("missing.json", "Could not read the Google grant"),
+        ("not-json.json", "The Google grant is not JSON"),
+        ("robot.json", "must be an authorised-user JSON object"),
+    ],
+)
+async def test_a_gmail_grant_that_cannot_be_used_is_a_usage_error(
+    sqlite_url: str, secret_key: str, tmp_path: Path, grant: str | None, words: str
+) -> None:
+    (tmp_path / "not-json.json").write_text("refresh_token=abc")
+    (tmp_path / "robot.json").write_text('{"type": "service_account"}')
+    options = [] if grant is None else ["--credentials", str(tmp_path / grant)]
+    env = {"SENDCHANNEL_SECRET_KEYS": secret_key}
+    url = "gmail://alice@example.com"
+    run = await cli("directory", sqlite_url, "connect", "alice", url, *options, env=env)
+    assert 2 == run.code
+    assert words in run.stderr
+
+
+async def test_without_a_terminal_or_the_environment_the_password_is_a_usage_error(
+    sqlite_url: str, secret_key: str
+) -> None:
+    env = {"SENDCHANNEL_SECRET_KEYS": secret_key}
+    run = await cli("directory", sqlite_url, "connect", "bob", "smtp://bob@127.0.0.1:2525", env=env)
+    assert 2 == run.code
+    assert "needs a password; set SENDCHANNEL_PASSWORD" in run.stderr
+
+
+async def test_list_shows_why_an_entry_needs_reconnecting(
+    sqlite_url: str,
+    secret_key: str,
+    env: dict[str, str],
+    starttls_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", env["SSL_CERT_FILE"])
+    url = f"smtp://bob@127.0.0.1:{starttls_server.port}?timeout=5"
+    wrong = {**env, "SENDCHANNEL_PASSWORD": "wrong"}
+    assert 0 == (await cli("directory", sqlite_url, "connect", "bob", url, "--no-verify", env=wrong)).code
+    async with ChannelDirectory(sqlite_url, secrets=secret_key) as directory:
+        message = Message("bob@contoso.com", ["c@example.net"], subject="s", text="t")
+        with pytest.raises(AuthenticationError):
+            await directory.send(message, owner="bob")
+    listed = await cli("directory", sqlite_url, "list", "--owner", "bob", env=env)
+    assert "needs_reconnect since" in listed.stdout
+    assert "bob must reconnect it." in listed.stdout
