@@ -4,6 +4,7 @@ providers are in test_providers.py."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ssl
 from typing import Any
@@ -357,3 +358,28 @@ async def test_rotate_secrets_lets_the_old_key_go(
     only_old = await make_directory(secrets=secret_key)
     with pytest.raises(ConfigurationError, match="None of the secret keys decrypts"):
         await only_old.send(message(), owner="alice")
+
+
+async def test_an_entry_disconnected_or_rewritten_elsewhere_is_closed_and_rebuilt_here(
+    make_directory: MakeDirectory, database_url: str, secret_key: str
+) -> None:
+    if database_url == "memory://":
+        pytest.skip("a memory:// directory is private to its object")
+    here = await make_directory()
+    elsewhere = await make_directory()
+    await here.connect("sales", TEAM, shared=True)
+    await here.send(message("bob@contoso.com"))
+    built_here = channel("team")
+    await elsewhere.rotate_secrets()  # every secret rewritten by another directory object
+    await here.entries()  # this one reads the change now (its watcher would within refresh_interval)
+    await asyncio.sleep(0)
+    assert built_here.closed  # the old channel was closed...
+    await here.send(message("bob@contoso.com"))
+    assert channel("team") is not built_here  # ...and a new one built from the rewritten secrets
+    (entry,) = await elsewhere.entries()
+    assert await elsewhere.disconnect(entry.id)
+    assert [] == await here.entries()
+    await asyncio.sleep(0)
+    assert channel("team").closed
+    with pytest.raises(SenderNotAllowedError):
+        await here.channel_for(message("bob@contoso.com"))

@@ -125,15 +125,22 @@ async def test_a_changed_smtp_password_marks_the_entry_until_its_owner_reconnect
             await directory.connect("bob", url, password="wrong")  # verified first: nothing stored
         assert [] == await directory.entries()
         # Connected unverified with a password that no longer works (bob changed it at the server).
+        await directory.connect("carol", url.replace("bob@", "carol@"), password="old", verify=False)
+        carols = await directory.channel_for(mail("carol@contoso.com"), owner="carol")
+        with pytest.raises(AuthenticationError):
+            await carols.verify()  # verifying through the directory records the refusal too
+        assert ["needs_reconnect"] == [e.state for e in await directory.entries(owner="carol")]
         await directory.connect("bob", url, password=f"{sentinels.PASSWORD}-old", verify=False)
         with pytest.raises(AuthenticationError):
             await directory.send(mail("bob@contoso.com"), owner="bob")
-        (entry,) = await directory.entries()
+        (entry,) = await directory.entries(owner="bob")
         assert "needs_reconnect" == entry.state
         assert (entry.reason or "").endswith("bob must reconnect it.")
         await directory.connect("bob", url, password=sentinels.PASSWORD)  # bob reconnects
+        sender = await directory.channel_for(mail("bob@contoso.com"), owner="bob")
+        await sender.verify()
         await directory.send(mail("bob@contoso.com"), owner="bob")
-        assert ["ok"] == [e.state for e in await directory.entries()]
+        assert ["ok"] == [e.state for e in await directory.entries(owner="bob")]
 
 
 async def test_a_refreshed_and_rotated_google_grant_is_written_back_for_other_processes(
