@@ -5,7 +5,6 @@ token endpoints (tests/smtp/entra.py) and the Office 365 SMTP double, both over 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,7 @@ from typing import Any
 import pytest
 
 from sendchannel import ChannelDirectory, Message, Office365Channel
-from sendchannel._database import open_database
-from sendchannel._directory._secrets import SecretBox
+from tests.directory.stored import sqlite_file_bytes, stored_overrides
 from tests.smtp.entra import EntraDouble
 from tests.smtp.servers import Certificates, Office365Double
 
@@ -47,20 +45,9 @@ async def office(certificates: Certificates) -> AsyncIterator[Office365Double]:
         yield double
 
 
-def _file_bytes(database: str) -> bytes:
-    """The SQLite database's files (the database, and its WAL if any), byte for byte."""
-    path = Path(database.removeprefix("sqlite:///"))
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-
-
 async def _stored(database: str, key: str) -> dict[str, Any]:
-    db = open_database(database)
-    try:
-        ((secret,),) = await db.execute("SELECT secret FROM sendchannel_directory_entries")
-    finally:
-        await db.aclose()
-    overrides: dict[str, Any] = json.loads(SecretBox(key).decrypt(bytes(secret)))["overrides"]
-    return overrides["token_provider"]["$msal_device_code"]
+    provider: dict[str, Any] = (await stored_overrides(database, key))["token_provider"]
+    return provider["$msal_device_code"]
 
 
 async def test_the_msal_token_cache_is_stored_and_used_by_another_process(
@@ -92,6 +79,6 @@ async def test_the_msal_token_cache_is_stored_and_used_by_another_process(
     assert 1 == len(prompts)
     assert "urn:ietf:params:oauth:grant-type:device_code" not in entra.grants[1:]
     assert 2 == len(office.messages)
-    raw = _file_bytes(sqlite_url)
+    raw = sqlite_file_bytes(sqlite_url)
     assert b"refresh-" not in raw
     assert b"user-token-" not in raw

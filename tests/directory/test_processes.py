@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,27 +16,19 @@ from tests.directory import _workers, scheme
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    url: str = request.getfixturevalue("postgresql_url")
-    return url
-
-
 def _spawn() -> multiprocessing.context.SpawnContext:
     return multiprocessing.get_context("spawn")
 
 
 async def test_a_second_process_sees_needs_reconnect_set_by_the_first(
-    shared_database: str, secret_key: str
+    file_database: str, secret_key: str
 ) -> None:
     message = Message(sender="alice@contoso.com", to=["c@example.net"], subject="s", text="t")
-    async with ChannelDirectory(shared_database, secrets=secret_key) as directory:
+    async with ChannelDirectory(file_database, secrets=secret_key) as directory:
         await directory.connect("alice", "dirtest://alice?address=alice@contoso.com")
         await directory.send(message, owner="alice")  # this process's channel is built and cached
         with _spawn().Pool(1) as pool:
-            arguments = (shared_database, secret_key)
+            arguments = (file_database, secret_key)
             outcome = await asyncio.to_thread(pool.apply, _workers.refuse_alice, arguments)
         assert "refused" == outcome
         # The other process stored the state; this one sees it at its next check (every 0.5 s).
@@ -54,16 +45,16 @@ async def test_a_second_process_sees_needs_reconnect_set_by_the_first(
 
 
 async def test_processes_connecting_and_routing_at_once_leave_a_consistent_directory(
-    shared_database: str, secret_key: str
+    file_database: str, secret_key: str
 ) -> None:
     processes, rounds = 4, 3
     with _spawn().Pool(processes) as pool:
         results = await asyncio.to_thread(
             pool.starmap,
             _workers.connect_and_route,
-            [(shared_database, secret_key, number, rounds) for number in range(processes)],
+            [(file_database, secret_key, number, rounds) for number in range(processes)],
         )
-    async with ChannelDirectory(shared_database, secrets=secret_key) as directory:
+    async with ChannelDirectory(file_database, secrets=secret_key) as directory:
         entries = await directory.entries()
     by_owner = sorted((entry.owner, entry.scope.identities) for entry in entries)
     contested = [owner for owner, identities in by_owner if identities == ("contested@contoso.com",)]

@@ -4,7 +4,6 @@ database (a SQLite file, PostgreSQL rows) holds no secret, plain or base64-encod
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,21 +13,13 @@ import pytest
 
 from sendchannel import ChannelDirectory, Message
 from sendchannel._database import open_database
-from sendchannel._directory._secrets import SecretBox
 from sendchannel.errors import AuthenticationError, SenderNotAllowedError
 from tests import sentinels
+from tests.directory.stored import stored_overrides
 from tests.gmail.conftest import user_credentials
 from tests.gmail.server import GmailServer
 from tests.smtp.servers import Certificates, SmtpServer
 from tests.sparkpost.server import API_KEY, SparkpostServer
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def stored_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'directory.db'}"
-    url: str = request.getfixturevalue("postgresql_url")
-    return url
 
 
 @pytest.fixture
@@ -83,10 +74,10 @@ async def raw_database_text(database: str) -> str:
 
 @pytest.mark.usefixtures("trusted")
 async def test_smtp_sparkpost_and_gmail_through_one_directory_leave_no_secret_in_the_database(
-    stored_database: str, secret_key: str, starttls_server: SmtpServer, sparkpost_server: SparkpostServer
+    file_database: str, secret_key: str, starttls_server: SmtpServer, sparkpost_server: SparkpostServer
 ) -> None:
     with GmailServer("alice@example.com") as gmail:
-        async with ChannelDirectory(stored_database, secrets=secret_key) as directory:
+        async with ChannelDirectory(file_database, secrets=secret_key) as directory:
             await directory.connect(
                 "bob", f"smtp://bob@127.0.0.1:{starttls_server.port}?timeout=5", password=sentinels.PASSWORD
             )
@@ -109,7 +100,7 @@ async def test_smtp_sparkpost_and_gmail_through_one_directory_leave_no_secret_in
         assert 1 == len(gmail.sent)
         assert ["smtp", "sparkpost", "gmail"] == [url.split("://")[0] for url in urls]
         assert "sparkpost://***@?" in urls[1]
-    raw = await raw_database_text(stored_database)
+    raw = await raw_database_text(file_database)
     assert "carol@example.com" not in raw  # no message data either
     assert "smtp://bob@127.0.0.1" in raw  # the redacted URLs are there, readable
     assert [] == sentinels.leaked(raw)
@@ -154,7 +145,7 @@ async def test_a_refreshed_and_rotated_google_grant_is_written_back_for_other_pr
             await first.send(mail("alice@example.com"), owner="alice")  # refreshes again: a new rotation
         assert 2 == len(gmail.token_requests)
         (current,) = gmail.valid_refresh_tokens
-        stored = await _stored_overrides(sqlite_url, secret_key)
+        stored = await stored_overrides(sqlite_url, secret_key)
         assert current == stored["credentials"]["$google_authorized_user"]["refresh_token"]
         # A new directory (another process) sends with the stored access token, refreshing nothing.
         async with ChannelDirectory(sqlite_url, secrets=secret_key) as second:
@@ -179,13 +170,3 @@ async def test_a_revoked_google_grant_needs_reconnecting(sqlite_url: str, secret
             assert "needs_reconnect" == entry.state
             with pytest.raises(SenderNotAllowedError):
                 await directory.send(mail("alice@example.com"), owner="bob")  # alice's entry is hers
-
-
-async def _stored_overrides(database: str, key: str) -> dict[str, Any]:
-    db = open_database(database)
-    try:
-        ((secret,),) = await db.execute("SELECT secret FROM sendchannel_directory_entries")
-    finally:
-        await db.aclose()
-    stored: dict[str, Any] = json.loads(SecretBox(key).decrypt(bytes(secret)))["overrides"]
-    return stored
