@@ -56,14 +56,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'directory.db'}"
 
 
-@pytest.fixture
-async def make_directory(database_url: str, secret_key: str) -> AsyncIterator[MakeDirectory]:
-    """``await make_directory(**options)``: an open ChannelDirectory on ``database_url`` (closed after)."""
+async def _opened(database: str, secret_key: str) -> AsyncIterator[MakeDirectory]:
     opened: list[ChannelDirectory] = []
 
     async def make(**options: Any) -> ChannelDirectory:
         options.setdefault("secrets", secret_key)
-        directory = ChannelDirectory(options.pop("database", database_url), **options)
+        directory = ChannelDirectory(options.pop("database", database), **options)
         await directory.__aenter__()
         opened.append(directory)
         return directory
@@ -72,5 +70,18 @@ async def make_directory(database_url: str, secret_key: str) -> AsyncIterator[Ma
     for directory in opened:
         await directory.aclose()
 
+
+@pytest.fixture
+async def make_directory(database_url: str, secret_key: str) -> AsyncIterator[MakeDirectory]:
+    """``await make_directory(**options)``: an open ChannelDirectory on ``database_url`` (closed after)."""
+    async for make in _opened(database_url, secret_key):
+        yield make
+
+
+@pytest.fixture
+async def make_shared_directory(file_database: str, secret_key: str) -> AsyncIterator[MakeDirectory]:
+    """The same on ``file_database``: every directory it makes shares the database, as processes do."""
+    async for make in _opened(file_database, secret_key):
+        yield make
 
 from tests.smtp.fixtures import certificates, starttls_server  # noqa: E402, F401 - fixtures by name

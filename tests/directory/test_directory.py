@@ -332,10 +332,9 @@ async def test_entries_can_be_listed_by_owner(make_directory: MakeDirectory) -> 
 
 
 async def test_a_second_directory_rebuilds_the_channel_from_the_stored_secrets(
-    make_directory: MakeDirectory, database_url: str
+    make_shared_directory: MakeDirectory,
 ) -> None:
-    if database_url == "memory://":
-        pytest.skip("a memory:// directory is private to its object")
+    make_directory = make_shared_directory
     first = await make_directory()
     await first.connect("alice", ALICE, password=sentinels.PASSWORD, send_as=None)
     second = await make_directory()
@@ -344,10 +343,9 @@ async def test_a_second_directory_rebuilds_the_channel_from_the_stored_secrets(
 
 
 async def test_rotate_secrets_lets_the_old_key_go(
-    make_directory: MakeDirectory, database_url: str, secret_key: str,
+    make_shared_directory: MakeDirectory, secret_key: str
 ) -> None:
-    if database_url == "memory://":
-        pytest.skip("a memory:// directory is private to its object")
+    make_directory = make_shared_directory
     old = await make_directory()
     await old.connect("alice", ALICE, password=sentinels.PASSWORD)
     new_key = Fernet.generate_key().decode()
@@ -361,12 +359,10 @@ async def test_rotate_secrets_lets_the_old_key_go(
 
 
 async def test_an_entry_disconnected_or_rewritten_elsewhere_is_closed_and_rebuilt_here(
-    make_directory: MakeDirectory, database_url: str, secret_key: str
+    make_shared_directory: MakeDirectory,
 ) -> None:
-    if database_url == "memory://":
-        pytest.skip("a memory:// directory is private to its object")
-    here = await make_directory()
-    elsewhere = await make_directory()
+    here = await make_shared_directory()
+    elsewhere = await make_shared_directory()
     await here.connect("sales", TEAM, shared=True)
     await here.send(message("bob@contoso.com"))
     built_here = channel("team")
