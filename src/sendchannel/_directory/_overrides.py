@@ -61,6 +61,7 @@ def _encode_value(name: str, value: object) -> Any:
                 "client_id": provider.client_id,
                 "authority": provider.authority,
                 "scopes": list(provider.scopes),
+                "app_scope": getattr(provider, "app_scope", None),
                 "options": _encode_value(name, dict(provider.msal_options)),
                 "cache": provider.cache_state(),
             }
@@ -133,13 +134,16 @@ def _device_code_provider(state: dict[str, Any]) -> Any:
     """The device-code token provider rebuilt with its stored token cache; it never prompts."""
     from sendchannel._smtp._office365 import DeviceCodeTokenProvider
 
+    options = dict(_decode_value(state["options"]))
+    if state.get("app_scope") is not None:  # the providers shared with Graph name their app-only scope
+        options["app_scope"] = state["app_scope"]
     return DeviceCodeTokenProvider(
         client_id=state["client_id"],
         authority=state["authority"],
         scopes=tuple(state["scopes"]),
         prompt=_cannot_prompt,
         cache_state=state["cache"],
-        **_decode_value(state["options"]),
+        **options,
     )
 
 
