@@ -40,6 +40,7 @@ from sendchannel.errors import (
 
 if TYPE_CHECKING:
     from sendchannel._bulk import BulkReport, Outcome, send_all
+    from sendchannel._directory import ChannelDirectory, DirectoryEntry
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail._channel import GmailOAuthChannel
     from sendchannel._pipeline import pipeline
@@ -64,10 +65,12 @@ __all__ = [
     "BaseChannel",
     "BulkReport",
     "Channel",
+    "ChannelDirectory",
     "ConfigurationError",
     "ConnectionLostError",
     "CredentialScope",
     "DeliveryUnknownError",
+    "DirectoryEntry",
     "FailoverChannel",
     "GmailOAuthChannel",
     "InvalidMessageError",
@@ -110,6 +113,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BulkReport": ("sendchannel._bulk", None),
     "Outcome": ("sendchannel._bulk", None),
     "send_all": ("sendchannel._bulk", None),
+    "ChannelDirectory": ("sendchannel._directory", None),
+    "DirectoryEntry": ("sendchannel._directory", None),
     "FailoverChannel": ("sendchannel._failover", None),
     "pipeline": ("sendchannel._pipeline", None),
     "RetryPolicy": ("sendchannel._retry", None),
