@@ -20,6 +20,9 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u00a0-\u2027\u202a-\ud7ff\ue000-\U0010
 _LOCAL_RE = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _FORBIDDEN = frozenset("\r\n\x00")
+# An RFC 2047 encoded word: it must not appear in an address (RFC 2047 section 5), and readers such as the
+# stdlib's decode it anyway, so "=?utf-8?b?DQpCY2M6...?=@x" would turn into a line break and a new header.
+_ENCODED_WORD = re.compile(r"=\?[^?]*\?[bBqQ]\?[^?]*\?=")
 # RFC 5322 specials: a display name holding one of them is written as a quoted string.
 _SPECIALS = frozenset(r'()<>@,:;.\"[]')
 
@@ -111,6 +114,11 @@ def parse_address(value: object, field: str, *, local_mailboxes: bool = False) -
     if not at or not local or not _LOCAL_RE.fullmatch(local) or len(local) > 64:
         raise InvalidMessageError(
             f"{field}: {value!r} is not a valid address; write 'bob@example.com' or 'Bob <bob@example.com>'"
+        )
+    if _ENCODED_WORD.search(local):
+        raise InvalidMessageError(
+            f"{field}: {value!r} has an RFC 2047 encoded word ('=?...?=') in its local part, which mail "
+            "readers decode into other text; encoded words belong in display names, not in addresses"
         )
     try:
         domain = idna_domain(domain)
