@@ -365,7 +365,7 @@ def test_addresses_are_written_as_the_standard_library_writes_them(name: str, ad
 
 
 def test_an_encoded_word_in_an_address_is_refused_since_readers_decode_it_into_a_header() -> None:
-    """'=?utf-8?b?DQpCY2M6...?=@x' decodes to CRLF + 'Bcc: ...' in the stdlib's reader (RFC 2047 section 5)."""
+    """'=?utf-8?b?DQpCY2M6...?=@x' decodes to CRLF + 'Bcc: ...' in the stdlib's reader (RFC 2047, 5)."""
     with pytest.raises(InvalidMessageError, match=r"to\[0\].*encoded word"):
         Message("app@example.com", ["=?utf-8?b?DQpCY2M6IGV2aWxAYXR0YWNrZXIuZXhhbXBsZQ==?=@example.com"])
     assert ["a=?b@example.com"] == list(Message("app@example.com", ["a=?b@example.com"]).to)
