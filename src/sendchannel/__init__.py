@@ -5,7 +5,9 @@ credential inside them, a retry layer retries what is worth retrying, and ``send
 test suites a fake that behaves like the real thing.
 
 Provider channels and layers are imported on first use, so ``import sendchannel`` stays light and does not
-import Google's client or httpx.
+import Google's client, aiohttp or aiosmtplib. Each provider's public classes are found through its
+description (``sendchannel._providers``), so a new provider adds no line here but its name in
+``__all__``.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from sendchannel.errors import (
 if TYPE_CHECKING:
     from sendchannel._bulk import BulkReport, Outcome, send_all
     from sendchannel._failover import FailoverChannel
-    from sendchannel._gmail import GmailOAuthChannel
+    from sendchannel._gmail._channel import GmailOAuthChannel
     from sendchannel._pipeline import pipeline
     from sendchannel._retry import Retrying, RetryPolicy
-    from sendchannel._smtp import Office365Channel, SmtpChannel
-    from sendchannel._sparkpost import SparkpostChannel
+    from sendchannel._smtp._channel import SmtpChannel
+    from sendchannel._smtp._office365 import Office365Channel
+    from sendchannel._sparkpost._channel import SparkpostChannel
     from sendchannel._throttle import (
         MemoryStore,
         RedisStore,
@@ -101,19 +104,16 @@ __all__ = [
     "send_all",
 ]
 
-# name -> (module, extra that provides its optional dependency, or None)
+# name -> (module, extra that provides its optional dependency, or None); providers' classes come from
+# their descriptions (see _provider_export).
 _LAZY: dict[str, tuple[str, str | None]] = {
     "BulkReport": ("sendchannel._bulk", None),
     "Outcome": ("sendchannel._bulk", None),
     "send_all": ("sendchannel._bulk", None),
     "FailoverChannel": ("sendchannel._failover", None),
-    "GmailOAuthChannel": ("sendchannel._gmail", "gmail"),
     "pipeline": ("sendchannel._pipeline", None),
     "RetryPolicy": ("sendchannel._retry", None),
     "Retrying": ("sendchannel._retry", None),
-    "Office365Channel": ("sendchannel._smtp", None),
-    "SmtpChannel": ("sendchannel._smtp", None),
-    "SparkpostChannel": ("sendchannel._sparkpost", "sparkpost"),
     "MemoryStore": ("sendchannel._throttle", None),
     "RedisStore": ("sendchannel._throttle", None),
     "SqliteStore": ("sendchannel._throttle", None),
@@ -123,11 +123,24 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 
+def _provider_export(name: str) -> tuple[str, str | None] | None:
+    from sendchannel._providers import builtin_providers
+
+    for provider in builtin_providers().values():
+        if name in provider.exports:
+            return provider.exports[name], provider.extra
+    return None
+
+
 def __getattr__(name: str) -> Any:
-    try:
+    if name in _LAZY:
         module_name, extra = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'sendchannel' has no attribute {name!r}") from None
+        attribute = name
+    elif name in __all__ and (export := _provider_export(name)) is not None:
+        reference, extra = export
+        module_name, _, attribute = reference.partition(":")
+    else:
+        raise AttributeError(f"module 'sendchannel' has no attribute {name!r}")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -139,7 +152,7 @@ def __getattr__(name: str) -> Any:
             f'install it with: pip install "sendchannel[{extra}]"',
             name=exc.name,
         ) from exc
-    value = getattr(module, name)
+    value = getattr(module, attribute)
     globals()[name] = value
     return value
 

@@ -39,9 +39,11 @@ from sendchannel import __version__
 from sendchannel._channel import Channel
 from sendchannel._limits import Limits, Rate
 from sendchannel._message import Attachment, Message
-from sendchannel._registry import channel_from_url, redact_url, schemes, split_url
+from sendchannel._providers import Hint
+from sendchannel._registry import channel_from_url, described, schemes
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
+from sendchannel._urls import redact_url, split_url
 from sendchannel.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -118,32 +120,33 @@ def _describe_error(error: SendError) -> list[str]:
 
 # -- building channels -----------------------------------------------------------------------------
 
-#: The keyword argument that takes the secret, for the built-in schemes that have one.
-_SECRET_OPTION = {"smtp": "password", "smtps": "password", "office365": "password", "sparkpost": "api_key"}
-
-
 def _secret(url: str, *, connects: bool) -> dict[str, str]:
     """The secret the URL lacks, from SENDCHANNEL_PASSWORD or a prompt, as a channel override.
 
-    A command that ``connects`` to nothing (info) gets a stand-in instead of a prompt.
+    Which keyword takes the secret, and where a URL carries it, come from the scheme's description. A
+    command that ``connects`` to nothing (info) gets a stand-in instead of a prompt.
     """
     scheme = url.split("://", 1)[0].lower()
-    option = _SECRET_OPTION.get(scheme)
-    if option is None:
+    try:
+        provider = described(scheme)
+    except ConfigurationError:
+        return {}  # channel_from_url explains it
+    option = provider.credential_keyword if provider is not None else None
+    if provider is None or option is None:
         return {}
     try:
         parts = split_url(url)
         username = parts.username
-        has_secret = bool(parts.username) if option == "api_key" else parts.password is not None
+        has_secret = bool(username) if provider.key_in_user else parts.password is not None
     except ValueError:
         return {}  # channel_from_url explains what is wrong with the URL
-    needs_secret = not has_secret and (option == "api_key" or bool(username) or scheme == "office365")
+    needs_secret = not has_secret and (provider.credential_required or bool(username))
     if not needs_secret:
         return {}
     from_env = os.environ.get(PASSWORD_ENV)
     if from_env:
         return {option: from_env}
-    what = "API key" if option == "api_key" else "password"
+    what = "API key" if option == "api_key" else option.replace("_", " ")
     if connects and sys.stdin.isatty():
         label = f"{what.capitalize()} for {redact_url(url)}: "
         return {option: getpass.getpass(label)}
@@ -397,48 +400,49 @@ async def _close(channel: Channel) -> None:
 
 
 def _verify_hint(error: SendError, url: str) -> str | None:
-    """What to do about a failed verification, in the command line's terms (the error says why)."""
+    """What to do about a failed verification, in the command line's terms (the error says why).
+
+    A certificate problem first (the same remedy everywhere), then the scheme's own hints from its
+    description, then what fits any provider.
+    """
     text = f"{error} {error.reply or ''}".lower()
-    scheme = url.split("://", 1)[0].lower()
     if "certificate" in text and ("verif" in text or "trust" in text):
         return (
             "The server's TLS certificate is not trusted here. If your organisation's own certificate "
             "authority issued it, pass --ca-file PATH (or set SSL_CERT_FILE); otherwise check the host name."
         )
-    if "does not offer starttls" in text:
-        return (
-            "The server does not offer STARTTLS on this port. Use the port your provider gives for "
-            "submission (587 with STARTTLS, or smtps:// on 465); sendchannel never sends a password "
-            "over an unencrypted connection."
-        )
-    if "permission" in text:
-        return (
-            "The credential was accepted but lacks a permission: give it the permission the message names "
-            "(for a SparkPost key, under Account > API Keys), or use a credential that has it."
-        )
-    if isinstance(error, AuthenticationError):
-        if "5.7.139" in text or "basic auth" in text or "5.7.30" in text:
-            return (
-                "SMTP AUTH with a password (Basic authentication) is disabled for this mailbox or tenant: "
-                "ask an administrator to enable SMTP AUTH for the mailbox, or sign in with OAuth "
-                "(token_provider in code)."
-            )
-        if scheme == "sparkpost":
-            return (
-                f"Check the API key (from the URL or {PASSWORD_ENV}) and the region: US and EU accounts "
-                "are separate."
-            )
-        return (
-            f"Check the user name and the password (from the URL or {PASSWORD_ENV}); if the password "
-            "changed recently, update it here too."
-        )
-    if isinstance(error, SenderNotAllowedError):
-        return "Send from an address the credential covers; `sendchannel info URL` shows which."
-    if isinstance(error, ConnectionLostError):
-        return "Check the host name and port, and that a firewall lets this machine reach the server."
-    if isinstance(error, ThrottledError):
-        return "The provider asked to slow down; try again in a while."
-    return None
+    try:
+        provider = described(url.split("://", 1)[0])
+    except ConfigurationError:
+        provider = None
+    hint = provider.hint(error) if provider is not None else None
+    if hint is not None:
+        return hint
+    return next((h.advice for h in _GENERAL_HINTS if h.applies(error)), None)
+
+
+_GENERAL_HINTS = (
+    Hint(
+        AuthenticationError,
+        "The credential was accepted but lacks a permission: give it the permission the message names, "
+        "or use a credential that has it.",
+        words=("permission",),
+    ),
+    Hint(
+        AuthenticationError,
+        f"Check the user name and the password (from the URL or {PASSWORD_ENV}); if the password changed "
+        "recently, update it here too.",
+    ),
+    Hint(
+        SenderNotAllowedError,
+        "Send from an address the credential covers; `sendchannel info URL` shows which.",
+    ),
+    Hint(
+        ConnectionLostError,
+        "Check the host name and port, and that a firewall lets this machine reach the server.",
+    ),
+    Hint(ThrottledError, "The provider asked to slow down; try again in a while."),
+)
 
 
 def _cmd_verify(args: argparse.Namespace, out: _Out) -> ExitCode:

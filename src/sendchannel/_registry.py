@@ -1,44 +1,36 @@
 """Channels by URL: ``channel_from_url("smtp://user:pass@host:587")``, plus plugins by entry point.
 
 A scheme maps to a factory ``factory(url, **overrides) -> Channel`` where ``url`` is the parsed URL (a
-:class:`urllib.parse.SplitResult` whose password is percent-decoded). Built-in schemes register when
-their module is imported; plugins declare an entry point in the ``sendchannel.channels`` group, whose
-name is the scheme, loaded only when that scheme is used.
+:class:`urllib.parse.SplitResult` whose password is percent-decoded). Every scheme, built-in or plugin,
+is declared in the ``sendchannel.channels`` entry-point group: built-in ones (and plugins that describe
+themselves) by a :class:`~sendchannel._providers.Provider`, older plugins by the factory itself. Nothing
+is imported until its scheme is used. ``register_channel`` adds a scheme at run time; a scheme that is
+declared already (built-in ones from the start, before their module is loaded) cannot be registered again.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import threading
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from sendchannel._channel import Channel
+from sendchannel._providers import ENTRY_POINT_GROUP, Provider
+from sendchannel._urls import misplaced_at, redact_url, split_url
 from sendchannel.errors import ConfigurationError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "channel_from_url",
-    "redact_url",
+    "described",
+    "redact_url",  # lives in _urls; re-exported for the modules that import it from here
     "register_channel",
     "schemes",
     "split_url",
 ]
 
-ENTRY_POINT_GROUP = "sendchannel.channels"
-
 ChannelFactory = Callable[..., Channel]
-
-#: Built-in schemes, by the module that registers them when imported.
-_BUILTIN: dict[str, str] = {
-    "memory": "sendchannel.testing._fake",
-    "smtp": "sendchannel._smtp",
-    "smtps": "sendchannel._smtp",
-    "office365": "sendchannel._smtp",
-    "gmail": "sendchannel._gmail",
-    "sparkpost": "sendchannel._sparkpost",
-}
 
 _lock = threading.RLock()
 _factories: dict[str, tuple[ChannelFactory, str]] = {}
@@ -52,6 +44,8 @@ def _source_of(factory: object) -> str:
 
 def _describe(entry_point: importlib.metadata.EntryPoint) -> str:
     dist = entry_point.dist.name if entry_point.dist is not None else "an unknown distribution"
+    if dist.lower() == "sendchannel":
+        return f"{entry_point.value} (built into sendchannel)"
     return f"{entry_point.value} (entry point of {dist})"
 
 
@@ -76,8 +70,8 @@ def register_channel(scheme: str, factory: ChannelFactory) -> None:
         factory: Called as ``factory(url, **overrides)`` with the parsed URL; returns a Channel.
 
     Raises:
-        ConfigurationError: The scheme is already registered or declared by an installed plugin; the
-            message names both sources.
+        ConfigurationError: The scheme is already registered, built in, or declared by an installed plugin;
+            the message names both sources.
     """
     key = scheme.lower()
     if not key or not key.isascii() or not (key[0].isalpha() and all(c.isalnum() or c in "+-." for c in key)):
@@ -88,123 +82,54 @@ def register_channel(scheme: str, factory: ChannelFactory) -> None:
                 f"The URL scheme {key!r} is already registered by {_factories[key][1]}; "
                 f"{_source_of(factory)} cannot register it again. Pick another scheme name."
             )
-        plugin = _entry_points().get(key)
-        if plugin is not None and not _source_of(factory).startswith(plugin.module):
+        declared = _entry_points().get(key)
+        if declared is not None and not _source_of(factory).startswith(declared.module):
             raise ConfigurationError(
-                f"The URL scheme {key!r} is declared by the installed plugin {_describe(plugin)}; "
-                f"{_source_of(factory)} cannot register it too. Pick another scheme name."
+                f"The URL scheme {key!r} is declared by {_describe(declared)}; {_source_of(factory)} cannot "
+                "register it too. Pick another scheme name."
             )
         _factories[key] = (factory, _source_of(factory))
 
 
 def _unregister(scheme: str) -> None:
-    """Forget a scheme (for tests)."""
+    """Forget a scheme registered at run time (for tests)."""
     with _lock:
         _factories.pop(scheme.lower(), None)
 
 
-def _load(scheme: str) -> ChannelFactory | None:
+def described(scheme: str) -> Provider | None:
+    """The description of ``scheme``, if it is declared by one (built-in providers and described plugins).
+
+    Loads the entry point's light description module, not the channel's module.
+    """
+    entry_point = _entry_points().get(scheme.lower())
+    if entry_point is None:
+        return None
+    value = entry_point.load()
+    return value if isinstance(value, Provider) else None
+
+
+def _load(scheme: str) -> tuple[ChannelFactory, Provider | None] | None:
     with _lock:
         if scheme in _factories:
-            return _factories[scheme][0]
-    module = _BUILTIN.get(scheme)
-    if module is not None:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"The {scheme}:// scheme needs an optional dependency that is not installed ({exc.name}); "
-                f'install it with: pip install "sendchannel[{_EXTRAS.get(scheme, "all")}]"'
-            ) from exc
-        with _lock:
-            if scheme in _factories:
-                return _factories[scheme][0]
+            return _factories[scheme][0], None
     entry_point = _entry_points().get(scheme)
     if entry_point is None:
         return None
-    factory = entry_point.load()
+    value = entry_point.load()
+    if isinstance(value, Provider):
+        return value.load_factory(), value
     with _lock:
-        _factories.setdefault(scheme, (factory, _describe(entry_point)))
-        return _factories[scheme][0]
-
-
-_EXTRAS = {"gmail": "gmail", "sparkpost": "sparkpost"}
+        _factories.setdefault(scheme, (value, _describe(entry_point)))
+        return _factories[scheme][0], None
 
 
 def schemes() -> list[str]:
     """The URL schemes that can be used: built-in, registered and installed as plugins, sorted."""
     with _lock:
         names = set(_factories)
-    names.update(_BUILTIN)
     names.update(_entry_points())
     return sorted(names)
-
-
-def split_url(url: str) -> urllib.parse.SplitResult:
-    """Parse ``url`` for a factory: a SplitResult whose password is percent-decoded."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return parts
-    user = urllib.parse.unquote(parts.username or "")
-    password = parts.password
-    hostport = parts.netloc.rpartition("@")[2]
-    netloc = user if password is None else f"{user}:{urllib.parse.unquote(password)}"
-    return parts._replace(netloc=f"{netloc}@{hostport}")
-
-
-def redact_url(url: str | urllib.parse.SplitResult) -> str:
-    """``url`` with its password (or a bare key in the user part of key-only URLs) replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else url
-        if isinstance(url, str) and _misplaced_at(parts):
-            # The userinfo held an unencoded / ? or #, so part of the password sits after the host: show
-            # nothing before the last @ that belongs to it.
-            start = url.index("://") + 3 if "://" in url else 0
-            equals = url.find("=", start)
-            end = url.rfind("@", start, len(url) if equals < 0 else equals)
-            url = f"{url[:start]}***{url[end:]}" if end >= 0 else f"{url[:start]}***"
-            parts = urllib.parse.urlsplit(url)
-        netloc, query = parts.netloc, _redact_query(parts.query)
-    except ValueError:  # includes text that cannot be encoded (lone surrogates)
-        return "<a malformed URL>"
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        # In key-only URLs (sparkpost://KEY@us) the user part is the key, whatever follows it.
-        userinfo = "***" if parts.scheme in _KEY_IN_USER else (f"{user}:***" if colon else user)
-        netloc = f"{userinfo}@{hostport}"
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url if isinstance(url, str) else parts.geturl()
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def _misplaced_at(parts: urllib.parse.SplitResult) -> bool:
-    """Whether an @ sits where no channel URL has one (the path, a query option's name, the fragment).
-
-    It means the userinfo held an unencoded ``/``, ``?`` or ``#`` (a password such as ``pa/ss``), so the
-    URL was split in the wrong place and part of the password now looks like a path, option or fragment.
-    """
-    if "@" in parts.path or "@" in parts.fragment:
-        return True
-    return any("@" in name for name, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
-
-
-_KEY_IN_USER = frozenset({"sparkpost"})
-_SECRET_PARAMS = frozenset({"password", "token", "key", "api_key", "secret", "client_secret"})
-
-
-def _redact_query(query: str) -> str:
-    if not query:
-        return query
-    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
-    return urllib.parse.urlencode(
-        [(k, "***" if _secret_param(k, v) else v) for k, v in pairs], safe="*/"
-    )
-
-
-def _secret_param(name: str, value: str) -> bool:
-    # gmail://...?credentials= takes a file path or the grant itself as JSON, with its refresh token.
-    return name.lower() in _SECRET_PARAMS or (name.lower() == "credentials" and value.lstrip()[:1] == "{")
 
 
 def channel_from_url(url: str, **overrides: Any) -> Channel:
@@ -235,8 +160,8 @@ def channel_from_url(url: str, **overrides: Any) -> Channel:
             "decoded with errors='surrogateescape'); decode it properly."
         ) from None
     scheme = url.split("://", 1)[0].lower()
-    factory = _load(scheme)
-    if factory is None:
+    loaded = _load(scheme)
+    if loaded is None:
         raise ConfigurationError(
             f"Unknown channel URL scheme {scheme!r} in {redact_url(url)}; installed schemes: "
             f"{', '.join(schemes())}. A plugin can add one through the {ENTRY_POINT_GROUP!r} entry point."
@@ -245,7 +170,8 @@ def channel_from_url(url: str, **overrides: Any) -> Channel:
         parts = split_url(url)
     except ValueError as exc:
         raise ConfigurationError(f"{redact_url(url)} is not a valid URL: {exc}") from None
-    if scheme in _BUILTIN and _misplaced_at(parts):
+    factory, provider = loaded
+    if provider is not None and misplaced_at(parts):
         raise ConfigurationError(
             f"{redact_url(url)} has an @ after its host, so it was not read as meant: if the password (or "
             "API key) contains /, ? or #, percent-encode them (%2F, %3F, %23), as every reserved character "

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sendchannel import ConfigurationError, Message, channel_from_url, register_channel, schemes
-from sendchannel._registry import _unregister, redact_url, split_url
+from sendchannel._registry import _unregister
+from sendchannel._urls import redact_url, split_url
 from sendchannel.testing import FakeChannel
 
 DISTS = Path(__file__).parent.parent / "plugin_dist"

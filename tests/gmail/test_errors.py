@@ -19,7 +19,7 @@ import httplib2
 import pytest
 
 from sendchannel import GmailOAuthChannel, Message
-from sendchannel._gmail import parse_retry_after
+from sendchannel._gmail._channel import parse_retry_after
 from sendchannel.errors import (
     AuthenticationError,
     ConnectionLostError,

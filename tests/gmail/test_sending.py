@@ -15,7 +15,7 @@ import trustme
 from hypothesis import given, settings
 
 from sendchannel import Attachment, GmailOAuthChannel, Message, SendResult
-from sendchannel._gmail import _JSON_RAW_MAX_BYTES
+from sendchannel._gmail._channel import _JSON_RAW_MAX_BYTES
 from sendchannel._mime import render
 from sendchannel.errors import PermanentError
 from tests import strategies

@@ -9,7 +9,7 @@ import google.oauth2.credentials
 import pytest
 
 from sendchannel import GmailOAuthChannel, Message, Rate, channel_from_url, schemes
-from sendchannel._gmail import CREDENTIALS_ENV
+from sendchannel._gmail._channel import CREDENTIALS_ENV
 from sendchannel.errors import ConfigurationError
 from tests import sentinels
 from tests.gmail.conftest import ADDRESS

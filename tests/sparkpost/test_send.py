@@ -17,7 +17,7 @@ from sendchannel import (
     SenderNotAllowedError,
     SparkpostChannel,
 )
-from sendchannel._sparkpost import _BRACE_DATA, _escape_template_syntax
+from sendchannel._sparkpost._channel import _BRACE_DATA, _escape_template_syntax
 from tests.sparkpost.server import API_KEY, SparkpostServer, render_template
 
 PNG = base64.b64decode(

@@ -21,6 +21,7 @@ from typing import Literal
 
 import attrs
 
+from sendchannel._answers import Rule, parse_codes
 from sendchannel._refusals import split_reply
 from sendchannel.errors import (
     AuthenticationError,
@@ -109,26 +110,7 @@ class ReplyContext:
     credential: Credential | None = None
 
 
-_CodeRange = tuple[int, int]
 _EnhancedPart = tuple[int, int] | None  # inclusive range; None matches anything
-
-
-def _parse_codes(spec: str | None) -> tuple[_CodeRange, ...]:
-    # "421", "4xx", "500-504", "-1-399", or several separated by commas.
-    if spec is None:
-        return ()
-    ranges = []
-    for item in spec.split(","):
-        item = item.strip()
-        if item.endswith("xx"):
-            low = int(item[0]) * 100
-            ranges.append((low, low + 99))
-        elif "-" in item[1:]:
-            low_text, high_text = item[0] + item[1:].split("-", 1)[0], item[1:].split("-", 1)[1]
-            ranges.append((int(low_text), int(high_text)))
-        else:
-            ranges.append((int(item), int(item)))
-    return tuple(ranges)
 
 
 def _parse_enhanced(spec: str | None) -> tuple[_EnhancedPart, ...] | None:
@@ -151,36 +133,22 @@ def _parse_enhanced(spec: str | None) -> tuple[_EnhancedPart, ...] | None:
 
 
 @attrs.frozen
-class ReplyRule:
-    """Which replies become which error. Build rules with :func:`rule`.
+class ReplyRule(Rule):
+    """Which replies become which error: a row of the shared answer table (:class:`Rule`), with the
+    SMTP criteria besides. Build rules with :func:`rule`.
 
     Args:
-        error: The error class to raise.
-        explain: The error's text; ``{server}``, ``{reply}``, ``{username}``, ``{sender}`` and ``{stage}``
-            are filled in.
-        codes: Reply-code ranges that match (empty: any code).
         enhanced: Enhanced-code pattern parts (None: any, or none at all).
-        text: A regular expression searched in the reply text, case-insensitively (None: any text).
-        stages: The stages the rule applies to (empty: all).
         credential: Only when the channel authenticates with this kind of credential.
     """
 
-    error: type[SendError]
-    explain: str
-    codes: tuple[_CodeRange, ...] = ()
     enhanced: tuple[_EnhancedPart, ...] | None = None
-    text: re.Pattern[str] | None = None
-    stages: frozenset[Stage] = frozenset()
     credential: Credential | None = None
 
     def matches(
         self, reply: Reply, enhanced: tuple[int, int, int] | None, stage: Stage, context: ReplyContext
     ) -> bool:
         """Whether ``reply`` at ``stage`` falls under this rule."""
-        if self.codes and not any(low <= reply.code <= high for low, high in self.codes):
-            return False
-        if self.stages and stage not in self.stages:
-            return False
         if self.credential is not None and self.credential != context.credential:
             return False
         if self.enhanced is not None:
@@ -189,7 +157,7 @@ class ReplyRule:
             for bounds, value in zip(self.enhanced, enhanced, strict=True):
                 if bounds is not None and not bounds[0] <= value <= bounds[1]:
                     return False
-        return self.text is None or self.text.search(reply.text) is not None
+        return self.fits(reply.code, reply.text, situation=stage)
 
 
 def rule(
@@ -216,10 +184,10 @@ def rule(
     return ReplyRule(
         error=error,
         explain=explain,
-        codes=_parse_codes(code),
+        codes=parse_codes(code),
         enhanced=_parse_enhanced(enhanced),
         text=None if text is None else re.compile(text, re.IGNORECASE),
-        stages=frozenset(stages),
+        situations=frozenset(stages),
         credential=credential,
     )
 

@@ -12,8 +12,8 @@ from sendchannel._channel import BaseChannel, check_message
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import HOUR, Limits
 from sendchannel._message import Message
+from sendchannel._providers import Provider
 from sendchannel._refusals import all_refused_error
-from sendchannel._registry import register_channel
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
 from sendchannel.errors import QuotaExceededError, SendError, ThrottledError
@@ -288,7 +288,12 @@ def _from_url(url: urllib.parse.SplitResult, **overrides: Any) -> FakeChannel:
     return channel
 
 
-register_channel("memory", _from_url)
+#: memory:// URLs: a FakeChannel per name, shared by everything in the process that names it.
+MEMORY = Provider(
+    scheme="memory",
+    factory="sendchannel.testing._fake:_from_url",
+    title="memory (a FakeChannel, for tests)",
+)
 
 
 def _reset_memory_channels() -> None:

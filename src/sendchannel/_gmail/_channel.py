@@ -54,9 +54,9 @@ from sendchannel._channel import BaseChannel
 from sendchannel._limits import Limits, Rate
 from sendchannel._message import Message
 from sendchannel._mime import render
-from sendchannel._registry import redact_url, register_channel
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
+from sendchannel._urls import redact_url
 from sendchannel.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -1155,5 +1155,3 @@ def _from_url(url: urllib.parse.SplitResult, **overrides: Any) -> GmailOAuthChan
         credentials = _load_credentials(credentials, address=address, origin="credentials=")
     return GmailOAuthChannel(credentials, address=address, **options)
 
-
-register_channel("gmail", _from_url)

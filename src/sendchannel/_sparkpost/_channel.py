@@ -47,9 +47,9 @@ from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits
 from sendchannel._message import Message
 from sendchannel._refusals import all_refused_error
-from sendchannel._registry import redact_url, register_channel
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
+from sendchannel._urls import redact_url
 from sendchannel.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -1053,5 +1053,3 @@ def _from_url(url: urllib.parse.SplitResult, **overrides: Any) -> SparkpostChann
     except TypeError as exc:
         raise ConfigurationError(f"{shown}: {exc}") from None
 
-
-register_channel("sparkpost", _from_url)
