@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from sendchannel._bulk import BulkReport, Outcome, send_all
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail._channel import GmailOAuthChannel
+    from sendchannel._graph._channel import Office365GraphChannel
     from sendchannel._pipeline import pipeline
     from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp._channel import SmtpChannel
@@ -76,6 +77,7 @@ __all__ = [
     "Message",
     "MessageRejectedError",
     "Office365Channel",
+    "Office365GraphChannel",
     "Outcome",
     "PermanentError",
     "QuotaExceededError",

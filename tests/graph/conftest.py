@@ -26,7 +26,7 @@ def graph() -> Iterator[GraphDouble]:
 
 
 @pytest.fixture
-def entra(certificates: Certificates) -> Iterator[GraphEntraDouble]:
+def entra(certificates: Certificates) -> Iterator[GraphEntraDouble]:  # noqa: F811
     """Entra ID on 127.0.0.1, issuing Graph-shaped tokens for CLIENT_ID and the sentinel client secret."""
     with GraphEntraDouble(certificates, client_id=CLIENT_ID, client_secret=sentinels.CLIENT_SECRET,
                           user=ALICE).running() as double:
@@ -34,7 +34,7 @@ def entra(certificates: Certificates) -> Iterator[GraphEntraDouble]:
 
 
 @pytest.fixture
-def ca_file(certificates: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def ca_file(certificates: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
     """The test authority as a PEM file, trusted by msal's requests session (see tests/smtp/test_tokens)."""
     path = certificates.write_ca(str(tmp_path / "ca.pem"))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", path)

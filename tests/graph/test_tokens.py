@@ -81,7 +81,8 @@ async def test_device_code_prompts_once_then_uses_the_token_cache_file(
     cached = await provider()
     provider.invalidate()
     refreshed = await provider()
-    assert ["user-token-1", "user-token-1", "user-token-3"] == [number_of(t) for t in (first, cached, refreshed)]
+    numbers = [number_of(t) for t in (first, cached, refreshed)]
+    assert ["user-token-1", "user-token-1", "user-token-3"] == numbers
     assert ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"] == entra.grants
     assert 1 == len(prompts)
     assert 0o600 == stat.S_IMODE(os.stat(cache).st_mode)
