@@ -269,6 +269,8 @@ class GraphDouble:
         self.received: list[Received] = []
         self.delivered: list[Delivered] = []
         self.drafts: dict[str, Draft] = {}
+        #: Ids of the drafts deleted.
+        self.deleted: list[str] = []
         self.uploads: dict[str, Upload] = {}
         self.in_flight: collections.Counter[str] = collections.Counter()
         self.most_in_flight: collections.Counter[str] = collections.Counter()
@@ -512,6 +514,10 @@ class GraphDouble:
             with self._lock:
                 self.drafts[draft_id] = Draft(draft_id, mailbox, mime, internet_id)
             return Answer(201, body={"id": draft_id, "internetMessageId": internet_id, "isDraft": True})
+        if len(parts) == 2 and method == "DELETE" and parts[0] == "messages" and parts[1] in self.drafts:
+            with self._lock:
+                self.deleted.append(self.drafts.pop(parts[1]).id)
+            return Answer(204)
         if len(parts) < 3 or parts[0] != "messages" or parts[1] not in self.drafts:
             return error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         draft = self.drafts[parts[1]]
