@@ -226,6 +226,9 @@ class DeviceCodeTokenProvider(_MsalTokenProvider):
     def _save(self) -> None:
         if self.cache_path is None or self._cache is None or not self._cache.has_state_changed:
             return
+        folder = os.path.dirname(self.cache_path)
+        if folder:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         descriptor = os.open(self.cache_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(self._cache.serialize())

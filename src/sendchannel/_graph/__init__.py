@@ -10,6 +10,7 @@ loads when it is first used.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from sendchannel._providers import Hint, Provider, lazy_exports
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MSGRAPH", "Office365GraphChannel"]
 
+
+
+def _application(url: urllib.parse.SplitResult) -> bool:
+    """Whether ``url`` is the application form (it declares domains), which needs a client secret."""
+    return "domains" in urllib.parse.parse_qs(url.query, keep_blank_values=True)
+
+
 MSGRAPH = Provider(
     scheme="msgraph",
     factory="sendchannel._graph._url:from_url",
@@ -28,6 +36,7 @@ MSGRAPH = Provider(
     extra="msgraph",
     exports={"Office365GraphChannel": "sendchannel._graph._channel:Office365GraphChannel"},
     credential_keyword="client_secret",
+    needs_credential=_application,
     options={
         "domains": comma_list,
         "send_as": comma_list,

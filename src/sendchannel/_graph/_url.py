@@ -45,7 +45,13 @@ def from_url(url: urllib.parse.SplitResult, **overrides: Any) -> Office365GraphC
     authority = options.pop("authority", None)
     msal_options: dict[str, Any] = {} if authority is None else {"instance_discovery": False}
     kwargs: dict[str, Any] = {k: options.pop(k) for k in ("base_url", "timeout") if k in options}
-    application = "domains" in options or url.password is not None or client_secret is not None
+    application = "domains" in options or url.password is not None
+    if not application and client_secret is not None and "token_provider" not in overrides:
+        raise ConfigurationError(
+            f"{shown}: a client secret is for an application URL "
+            "(msgraph://CLIENT_ID:SECRET@TENANT_ID?domains=contoso.com); a delegated mailbox signs in "
+            "with a device code instead"
+        )
     if application:
         if {"send_as", "client_id", "tenant_id", "cache_path"} & set(options):
             raise ConfigurationError(
@@ -91,7 +97,6 @@ def from_url(url: urllib.parse.SplitResult, **overrides: Any) -> Office365GraphC
                     "with the delegated Mail.Send permission), or pass token_provider="
                 )
             cache_path = options.get("cache_path") or token_cache_path(address, client_id)
-            os.makedirs(os.path.dirname(cache_path) or ".", mode=0o700, exist_ok=True)
             kwargs["token_provider"] = Office365GraphChannel.token_from_device_code(
                 client_id=client_id,
                 tenant_id=options.get("tenant_id") or "organizations",
