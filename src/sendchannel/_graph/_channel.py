@@ -115,6 +115,10 @@ def _base_url(value: object) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
 
 
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
 class Office365GraphChannel(BaseChannel):
     """Send as Office 365 mailboxes through Microsoft Graph ``sendMail`` (for tenants without SMTP AUTH).
 
@@ -375,8 +379,8 @@ class Office365GraphChannel(BaseChannel):
                 else "use client credentials (Office365GraphChannel.token_from_client_credentials)"
             )
             raise AuthenticationError(
-                f"The access token for {who} is an {grant.kind} token, but this channel was built for an "
-                f"{expected} one ({'address=' if self.delegated else 'domains='}); {flow}.",
+                f"The access token for {who} is {_article(grant.kind)} token, but this channel was built for "
+                f"{_article(expected)} one ({'address=' if self.delegated else 'domains='}); {flow}.",
                 channel=self.name,
             )
         if "Mail.Send" not in grant.permissions and "Mail.Send.Shared" not in grant.permissions:
