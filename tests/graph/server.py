@@ -48,6 +48,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests import sentinels
+
 #: Graph's cap on one request (413 past it).
 MAX_REQUEST = 4 * 1024 * 1024
 #: Upload chunks are multiples of this, except the last.
@@ -230,6 +232,11 @@ def _mime_attachments(parsed: email.message.EmailMessage) -> list[tuple[str, str
         payload = part.get_payload(decode=True)
         out.append((filename, part.get_content_type(), payload if isinstance(payload, bytes) else b""))
     return out
+
+
+def _upload_token(session: str) -> str:
+    """The credential in an upload URL: a sentinel, so the secret sweep catches the URL wherever it leaks."""
+    return f"{sentinels.TOKEN}-upload-{session}"
 
 
 _RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
@@ -588,7 +595,7 @@ class GraphDouble:
         return Answer(
             201,
             body={
-                "uploadUrl": f"{self.url.rsplit('/v1.0', 1)[0]}/upload/{session}?authtoken=upload-{session}",
+                "uploadUrl": f"{self.url.rsplit('/v1.0', 1)[0]}/upload/{session}?authtoken={_upload_token(session)}",
                 "expirationDateTime": "2030-01-01T00:00:00Z",
                 "nextExpectedRanges": ["0-"],
             },
@@ -597,7 +604,7 @@ class GraphDouble:
     def _upload(self, request: web.Request, body: bytes) -> Answer:
         session = request.path.removeprefix("/upload/")
         upload = self.uploads.get(session)
-        if upload is None or request.query.get("authtoken") != f"upload-{session}" or upload.done:
+        if upload is None or request.query.get("authtoken") != _upload_token(session) or upload.done:
             return error(404, "ErrorItemNotFound", "The upload session was not found.")
         if request.method != "PUT":
             return error(405, "ErrorInvalidRequest", "Use PUT to upload.")

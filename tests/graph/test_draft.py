@@ -131,7 +131,7 @@ async def test_a_failed_upload_deletes_the_draft_and_keeps_the_upload_url_out_of
     with pytest.raises(ConnectionLostError) as caught:
         await alice.send(message)
     assert "authtoken" not in str(caught.value)
-    assert "upload-s2" not in str(caught.value) + repr(caught.value)
+    assert [] == sentinels.leaked(str(caught.value) + repr(caught.value))
     assert 1 == len(readwrite.deleted)
     assert [] == readwrite.delivered
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import os
 import ssl
 import urllib.parse
@@ -113,6 +114,28 @@ def _base_url(value: object) -> str:
             "(plain http is accepted only for a server on this machine, such as a test server)"
         )
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
+
+
+class _RecentTokens(Redactor):
+    """Removes the last few access tokens (and the channel's other secrets) from texts.
+
+    Tokens are renewed about hourly for as long as a channel lives, so only the recent ones are kept.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._recent: collections.deque[str] = collections.deque(maxlen=8)
+
+    def add(self, *secrets: str | None) -> None:
+        """Remove these too from now on, forgetting the oldest beyond eight."""
+        for secret in secrets:
+            if secret and secret not in self._recent:
+                self._recent.append(secret)
+
+    def __call__(self, text: str, **options: Any) -> str:
+        for secret in sorted(self._recent, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return super().__call__(text, **options)
 
 
 def _article(kind: str) -> str:
@@ -213,7 +236,7 @@ class Office365GraphChannel(BaseChannel):
             self.name = name
         self.base_url = _base_url(base_url)
         self._token_provider = token_provider
-        self._redact = Redactor()
+        self._redact = _RecentTokens()
         self._client = HttpClient(
             provider="Microsoft Graph",
             owner="Office365GraphChannel",

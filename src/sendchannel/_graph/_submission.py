@@ -12,11 +12,12 @@ import base64
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sendchannel._answers import first
 from sendchannel._graph._answers import DRAFT, GRAPH_RULES, SEND
-from sendchannel._http import HttpAnswer, Redactor
+from sendchannel._http import HttpAnswer
 from sendchannel._message import Attachment, Message
 from sendchannel._mime import render
 from sendchannel._urls import redact_url
@@ -62,6 +63,14 @@ class Submission:
         self.mailbox = mailbox
         self.root = channel._mailbox_root(mailbox)
         self.reference = f" (Message-ID {message.message_id})"
+        #: Secrets of this send only (upload URLs), removed from its errors besides the channel's.
+        self.secrets: list[str] = []
+
+    def scrub(self, text: str, **options: Any) -> str:
+        """``text`` without the channel's secrets nor this send's."""
+        for secret in sorted((s for s in self.secrets if s), key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return self.channel._redact(text, **options)
 
     async def call(
         self,
@@ -121,7 +130,7 @@ class Submission:
         if "retry-after" in answer.headers:
             reasons.add("Retry-After")
         said = (str(answer.status), code + (":" if code and text else ""), text)
-        reply = channel._redact(" ".join(part for part in said if part))
+        reply = self.scrub(" ".join(part for part in said if part))
         rule = first(GRAPH_RULES, answer.status, f"{code} {text}", reasons=reasons, situation=situation)
         error_class: type[SendError] = rule.error if rule is not None else PermanentError
         explain = rule.explain if rule is not None else "Microsoft Graph answered {reply} for {mailbox}."
@@ -218,7 +227,8 @@ class Submission:
                 channel=self.channel.name,
             )
         # The upload URL carries its own credential: keep it out of every message.
-        self.channel._redact.add(upload_url, urllib.parse.urlsplit(upload_url).query)
+        self.secrets.append(upload_url)
+        self.secrets.append(urllib.parse.urlsplit(upload_url).query)
         for start in range(0, len(content), CHUNK):
             chunk = content[start : start + CHUNK]
             headers = {
@@ -231,7 +241,7 @@ class Submission:
                         "PUT", upload_url, body=chunk, headers=headers
                     )
                 except SendError as exc:
-                    raise _scrubbed(exc, upload_url, self.channel._redact) from None
+                    raise _scrubbed(exc, upload_url, self.scrub) from None
             if not 200 <= answer.status < 300:
                 raise self.error(answer, DRAFT)
 
@@ -247,7 +257,7 @@ class Submission:
             pass
 
 
-def _scrubbed(error: SendError, upload_url: str, redact: Redactor) -> SendError:
+def _scrubbed(error: SendError, upload_url: str, redact: Callable[..., str]) -> SendError:
     """``error`` again with the upload URL (a credential) removed from its text."""
     parts = urllib.parse.urlsplit(upload_url)
     text = str(error).replace(upload_url, "the upload URL")
