@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from sendchannel._graph._answers import DRAFT, GRAPH_RULES, SEND
 from sendchannel._http import HttpAnswer
 from sendchannel._message import Attachment, Message
 from sendchannel._mime import render
-from sendchannel._urls import redact_url
 from sendchannel.errors import MessageRejectedError, PermanentError, SendError
 
 if TYPE_CHECKING:
@@ -259,10 +259,10 @@ class Submission:
 
 def _scrubbed(error: SendError, upload_url: str, redact: Callable[..., str]) -> SendError:
     """``error`` again with the upload URL (a credential) removed from its text."""
-    parts = urllib.parse.urlsplit(upload_url)
-    text = str(error).replace(upload_url, "the upload URL")
-    text = text.replace(redact_url(upload_url), "the upload URL")
-    text = redact(text.replace(parts.query, "***"), limit=None) if parts.query else text
+    # The URL may already be partly redacted (a token inside its query): replace it from its path on.
+    without_query = upload_url.split("?", 1)[0]
+    text = re.sub(re.escape(without_query) + r"(\?[^\s)]*)?", "the upload URL", str(error))
+    text = redact(text, limit=None)
     return type(error)(
         text,
         code=error.code,
