@@ -592,10 +592,11 @@ class GraphDouble:
         session = f"s{next(self._ids)}"
         with self._lock:
             self.uploads[session] = Upload(draft.id, item)
+        root = self.url.rsplit("/v1.0", 1)[0]
         return Answer(
             201,
             body={
-                "uploadUrl": f"{self.url.rsplit('/v1.0', 1)[0]}/upload/{session}?authtoken={_upload_token(session)}",
+                "uploadUrl": f"{root}/upload/{session}?authtoken={_upload_token(session)}",
                 "expirationDateTime": "2030-01-01T00:00:00Z",
                 "nextExpectedRanges": ["0-"],
             },

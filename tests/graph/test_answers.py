@@ -79,14 +79,16 @@ ROWS = [
     Row("400", BAD_REQUEST, MessageRejectedError, r"refused the message.*recipients"),
     Row("submission-quota", SUBMISSION_QUOTA, QuotaExceededError, r"sending limit.*10,000 recipients"),
     Row("submission-quota-in-text", error(429, "ErrorSubmissionQuota",
-        "STOREDRV.Submission.Exception:SubmissionQuotaExceededException"), QuotaExceededError, r"sending limit"),
+        "STOREDRV.Submission.Exception:SubmissionQuotaExceededException"), QuotaExceededError,
+        r"sending limit"),
     Row("500", INTERNAL_ERROR, TransientError, r"failed for now"),
     Row("502-html-page", Answer(502, raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
         headers={"Content-Type": "text/html"}), TransientError, r"failed for now \(502 502 Bad Gateway\)"),
     Row("502", BAD_GATEWAY, TransientError, r"failed for now"),
     Row("unknown-mailbox", error(404, "ErrorInvalidUser", "The requested user 'x' is invalid."),
         SenderNotAllowedError, r"no mailbox alice@contoso\.com"),
-    Row("other-4xx", error(409, "ErrorIrresolvableConflict", "Conflict."), PermanentError, r"refused the request"),
+    Row("other-4xx", error(409, "ErrorIrresolvableConflict", "Conflict."), PermanentError,
+        r"refused the request"),
 ]
 
 
@@ -102,7 +104,8 @@ async def test_each_answer_becomes_its_error_with_cause_and_remedy(
     assert row.retry_after == error.retry_after
     assert "msgraph" == error.channel
     assert row.answer.status == error.code
-    assert error.reply is not None and str(row.answer.status) in error.reply
+    assert error.reply is not None
+    assert str(row.answer.status) in error.reply
     assert re.search(row.says, str(error)), str(error)
     assert "\n" not in str(error)
     assert [] == graph.delivered

@@ -43,7 +43,8 @@ def test_a_delegated_channel_is_per_address_and_not_shareable() -> None:
 
 def test_an_application_channel_is_per_domain_and_shareable() -> None:
     channel = Office365GraphChannel(domains="contoso.com, fabrikam.com", token_provider=Tokens())
-    assert (ScopeKind.PER_DOMAIN, ("contoso.com", "fabrikam.com")) == (channel.scope.kind, channel.scope.identities)
+    scope = channel.scope
+    assert (ScopeKind.PER_DOMAIN, ("contoso.com", "fabrikam.com")) == (scope.kind, scope.identities)
     assert channel.scope.shareable
     assert not channel.delegated
     assert channel.scope.allows("anyone@fabrikam.com")
@@ -66,7 +67,9 @@ def test_an_application_channel_is_per_domain_and_shareable() -> None:
     ids=["neither", "both", "send-as-with-domains", "bad-address", "address-as-domain", "bad-domain",
          "token-not-callable", "plain-http", "not-http", "zero-timeout"],
 )
-def test_bad_options_are_configuration_errors_that_say_what_to_do(kwargs: dict[str, object], says: str) -> None:
+def test_bad_options_are_configuration_errors_that_say_what_to_do(
+    kwargs: dict[str, object], says: str
+) -> None:
     kwargs.setdefault("token_provider", Tokens())
     with pytest.raises(ConfigurationError, match=says):
         Office365GraphChannel(**kwargs)  # type: ignore[arg-type]
@@ -113,7 +116,8 @@ def test_a_delegated_url_takes_send_as_a_cache_path_and_the_organizations_tenant
     assert isinstance(channel, Office365GraphChannel)
     provider = channel._token_provider
     assert isinstance(provider, DeviceCodeTokenProvider)
-    assert (str(cache), "https://login.microsoftonline.com/organizations") == (provider.cache_path, provider.authority)
+    organizations = "https://login.microsoftonline.com/organizations"
+    assert (str(cache), organizations) == (provider.cache_path, provider.authority)
     assert ("alice@contoso.com", "sales@contoso.com") == channel.scope.identities
 
 

@@ -79,7 +79,9 @@ async def test_every_request_stays_within_4_mb_and_chunks_follow_graphs_rules(
     assert sum(sizes) == len(big)
     assert CHUNK == sizes[0]
     ranges = [r.headers["content-range"] for r in puts]
-    assert ["bytes 0-3932159/10485760", "bytes 3932160-7864319/10485760", "bytes 7864320-10485759/10485760"] == ranges
+    expected = ["bytes 0-3932159/10485760", "bytes 3932160-7864319/10485760",
+                "bytes 7864320-10485759/10485760"]
+    assert expected == ranges
     assert all("authorization" not in r.headers for r in puts)
     [upload] = readwrite.uploads.values()
     assert {"attachmentType": "file", "name": "big.bin", "size": len(big),
@@ -91,7 +93,8 @@ async def test_a_large_inline_image_keeps_its_content_id(
 ) -> None:
     image = _bytes(4 * MB, 7)
     message = Message(ALICE, ["bob@fabrikam.com"], html='<img src="cid:logo@x">',
-                      attachments=[Attachment("logo.png", image, "image/png", inline=True, content_id="logo@x")])
+                      attachments=[Attachment("logo.png", image, "image/png", inline=True,
+                                              content_id="logo@x")])
     await alice.send(message)
     [upload] = readwrite.uploads.values()
     assert (True, "logo@x") == (upload.item["isInline"], upload.item["contentId"])
@@ -114,7 +117,8 @@ async def test_the_draft_mime_is_the_message_without_the_uploaded_attachments_pl
 async def test_without_mail_readwrite_the_draft_path_is_an_authentication_error_naming_it(
     graph: GraphDouble, alice: Office365GraphChannel
 ) -> None:
-    message = Message(ALICE, ["bob@fabrikam.com"], text="x", attachments=[Attachment("a.bin", _bytes(5 * MB, 9))])
+    message = Message(ALICE, ["bob@fabrikam.com"], text="x",
+                      attachments=[Attachment("a.bin", _bytes(5 * MB, 9))])
     with pytest.raises(AuthenticationError, match=r"Mail\.ReadWrite") as caught:
         await alice.send(message)
     assert "over 4 MB go through a draft" in str(caught.value)
@@ -127,7 +131,8 @@ async def test_a_failed_upload_deletes_the_draft_and_keeps_the_upload_url_out_of
     # The first session's upload URL (ids count from 1: draft, session). aiohttp tries an idempotent PUT
     # once more on a fresh connection when a kept-alive one drops, so it is dropped twice.
     readwrite.script(DROP, times=2, on="/upload/s2")
-    message = Message(ALICE, ["bob@fabrikam.com"], text="x", attachments=[Attachment("a.bin", _bytes(5 * MB, 10))])
+    message = Message(ALICE, ["bob@fabrikam.com"], text="x",
+                      attachments=[Attachment("a.bin", _bytes(5 * MB, 10))])
     with pytest.raises(ConnectionLostError) as caught:
         await alice.send(message)
     assert "authtoken" not in str(caught.value)
@@ -140,7 +145,8 @@ async def test_a_connection_dropped_at_send_of_the_draft_is_an_unknown_outcome(
     readwrite: GraphDouble, alice: Office365GraphChannel
 ) -> None:
     readwrite.script(DROP, on="/send")
-    message = Message(ALICE, ["bob@fabrikam.com"], text="x", attachments=[Attachment("a.bin", _bytes(5 * MB, 11))])
+    message = Message(ALICE, ["bob@fabrikam.com"], text="x",
+                      attachments=[Attachment("a.bin", _bytes(5 * MB, 11))])
     with pytest.raises(DeliveryUnknownError, match="may or may not have accepted it"):
         await alice.send(message)
     assert [] == readwrite.deleted

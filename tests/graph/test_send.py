@@ -84,7 +84,8 @@ async def test_a_sender_outside_the_scope_is_refused_before_any_request(
 
 
 async def test_at_most_four_requests_are_in_flight_for_one_mailbox() -> None:
-    """The double holds each request until four are in flight; a fifth would be refused (MailboxConcurrency)."""
+    """The double holds each request until four are in flight; a fifth would be refused
+    (MailboxConcurrency)."""
     with GraphDouble(hold_until=4) as graph:
         graph.grant(sentinels.TOKEN, mailbox=ALICE)
         channel = Office365GraphChannel(ALICE, token_provider=Tokens(), base_url=graph.url)
@@ -117,7 +118,8 @@ async def test_a_refused_token_is_invalidated_and_the_send_tried_once_more_with_
     async with channel:
         await channel.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
     assert 1 == tokens.invalidated
-    assert [f"Bearer {sentinels.TOKEN}", f"Bearer {fresh}"] == [r.headers["authorization"] for r in graph.received]
+    presented = [r.headers["authorization"] for r in graph.received]
+    assert [f"Bearer {sentinels.TOKEN}", f"Bearer {fresh}"] == presented
     assert 1 == len(graph.delivered)
 
 
@@ -125,7 +127,8 @@ async def test_a_token_refused_twice_is_an_authentication_error_after_exactly_tw
     graph: GraphDouble, alice: Office365GraphChannel
 ) -> None:
     graph.script(INVALID_TOKEN, times=2)
-    with pytest.raises(AuthenticationError, match=r"refused the access token for alice@contoso\.com") as caught:
+    refused = r"refused the access token for alice@contoso\.com"
+    with pytest.raises(AuthenticationError, match=refused) as caught:
         await alice.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
     assert 2 == len(graph.received)
     assert "also after a fresh token" in str(caught.value)
@@ -140,7 +143,8 @@ async def test_a_token_provider_that_fails_is_an_authentication_error_and_nothin
 
     channel = Office365GraphChannel(ALICE, token_provider=broken, base_url=graph.url)
     async with channel:
-        with pytest.raises(AuthenticationError, match=r"token_provider of msgraph failed \(OSError\)") as caught:
+        failed = r"token_provider of msgraph failed \(OSError\)"
+        with pytest.raises(AuthenticationError, match=failed) as caught:
             await channel.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
     assert [] == sentinels.leaked(repr(caught.value) + str(caught.value))
     assert [] == graph.received

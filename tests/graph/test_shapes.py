@@ -49,7 +49,8 @@ def test_what_graph_decodes_is_the_messages_own_mime_plus_its_bcc_header(
     before = len(shared_graph.received)
 
     async def send() -> None:
-        async with Office365GraphChannel(ALICE, token_provider=Tokens(), base_url=shared_graph.url) as channel:
+        channel = Office365GraphChannel(ALICE, token_provider=Tokens(), base_url=shared_graph.url)
+        async with channel:
             await channel.send(message)
 
     asyncio.run(send())

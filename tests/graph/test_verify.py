@@ -19,7 +19,9 @@ async def _verify(graph: GraphDouble, token: str, *, delegated: bool) -> None:
     if delegated:
         channel = Office365GraphChannel(ALICE, token_provider=Tokens(token), base_url=graph.url)
     else:
-        channel = Office365GraphChannel(domains=["contoso.com"], token_provider=Tokens(token), base_url=graph.url)
+        channel = Office365GraphChannel(
+            domains=["contoso.com"], token_provider=Tokens(token), base_url=graph.url
+        )
     async with channel:
         await channel.verify()
 
@@ -53,7 +55,9 @@ async def test_an_application_token_without_mail_send_says_an_admin_must_grant_a
     assert [] == graph.received
 
 
-async def test_a_delegated_token_without_mail_send_says_to_add_it_and_sign_in_again(graph: GraphDouble) -> None:
+async def test_a_delegated_token_without_mail_send_says_to_add_it_and_sign_in_again(
+    graph: GraphDouble,
+) -> None:
     with pytest.raises(AuthenticationError, match=r"holds: Mail\.Read, User\.Read\).*delegated permission "
                        r"Mail\.Send.*sign in again"):
         await _verify(graph, user_token(ALICE, "User.Read", "Mail.Read"), delegated=True)

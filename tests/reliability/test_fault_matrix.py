@@ -46,11 +46,19 @@ from sendchannel._channel import BaseChannel
 from sendchannel.testing import set_testing
 from tests import sentinels
 from tests.gmail.server import google_error
-from tests.graph.server import ACCESS_DENIED, MAILBOX_CONCURRENCY, NOT_REST_ENABLED, REQUEST_TOO_LARGE
+from tests.graph.server import (
+    ACCESS_DENIED,
+    INVALID_TOKEN,
+    MAILBOX_CONCURRENCY,
+    NOT_REST_ENABLED,
+    REQUEST_TOO_LARGE,
+    SEND_AS_DENIED,
+    SUBMISSION_QUOTA,
+    user_token,
+)
 from tests.graph.server import DROP as GRAPH_DROP
 from tests.graph.server import HANG as GRAPH_HANG
 from tests.graph.server import INTERNAL_ERROR as GRAPH_500
-from tests.graph.server import INVALID_TOKEN, SEND_AS_DENIED, SUBMISSION_QUOTA, user_token
 from tests.graph.server import TOO_MANY_REQUESTS as GRAPH_429
 from tests.graph.server import UNAVAILABLE as GRAPH_503
 from tests.graph.server import Answer as GraphAnswer
@@ -552,7 +560,8 @@ case("msgraph", "answer", "5xx (500)", TransientError, RETRIED, r"failed for now
 case("msgraph", "answer", "malformed reply (502 HTML)", TransientError, RETRIED, r"failed for now",
      msgraph(GraphAnswer(502, raw=HTML_502.encode(), headers={"Content-Type": "text/html"})))
 case("msgraph", "verify", "4xx (token without Mail.Send)", AuthenticationError, NOT_RETRIED,
-     r"lacks the Mail\.Send permission", msgraph(token=user_token(rigs.OFFICE365_ADDRESS, "Mail.Read")), operation="verify")
+     r"lacks the Mail\.Send permission", msgraph(token=user_token(rigs.OFFICE365_ADDRESS, "Mail.Read")),
+     operation="verify")
 case("msgraph", "verify", "4xx (token not for Graph)", AuthenticationError, NOT_RETRIED,
      r"not a Microsoft Graph token", msgraph(), operation="verify")
 
