@@ -3,7 +3,8 @@
 Arbitrary strings, and near-valid URLs for every scheme (smtp, smtps, office365, gmail, sparkpost,
 msgraph, memory, unknown ones) with the sentinel password, API key and OAuth secrets in their
 secret slots: the password, the user part of key-only URLs, ``token=``/``password=`` options and
-inline Gmail credentials. The result is a channel whose repr holds no secret, or a ConfigurationError whose text holds none.
+inline Gmail credentials. The result is a channel whose repr holds no secret, or a ConfigurationError
+whose text holds none.
 """
 
 from __future__ import annotations
