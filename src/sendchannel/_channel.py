@@ -13,7 +13,7 @@ from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
 from sendchannel.errors import InvalidMessageError, SenderNotAllowedError, SendError
 
-__all__ = ["BaseChannel", "Channel", "check_message"]
+__all__ = ["BaseChannel", "Channel", "check_message", "is_idempotent"]
 
 logger = logging.getLogger("sendchannel")
 
@@ -22,7 +22,9 @@ logger = logging.getLogger("sendchannel")
 class Channel(Protocol):
     """Anything that sends a :class:`~sendchannel.Message`: a provider, a throttler, a retry layer.
 
-    A plugin needs no base class: an object with these attributes and methods is a Channel.
+    A plugin needs no base class: an object with these attributes and methods is a Channel. A channel
+    may also declare ``idempotent = True`` when its provider recognises a repeated send of the same message
+    and delivers it once (see :func:`is_idempotent`); without the attribute it is not.
     """
 
     #: A short name for logs and results (``"smtp"``, ``"office365"``).
@@ -52,6 +54,12 @@ class Channel(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+def is_idempotent(channel: object) -> bool:
+    """Whether ``channel`` declares ``idempotent``: its provider delivers a repeated send of the same
+    message (same Message-ID) once, so a send whose outcome is unknown may be repeated."""
+    return getattr(channel, "idempotent", False) is True
 
 
 def check_message(channel: Channel, message: Message) -> None:
@@ -118,6 +126,8 @@ class BaseChannel(Closing, abc.ABC):
     scope_kind: ClassVar[ScopeKind] = ScopeKind.UNRESTRICTED
     #: The provider's name as users know it, used in explanations (``"Office 365"``).
     provider_name: ClassVar[str | None] = None
+    #: Whether the provider delivers a repeated send of the same message once (an idempotency key).
+    idempotent: ClassVar[bool] = False
 
     async def send(self, message: Message) -> SendResult:
         """Check the message, send it, and log the outcome (never a secret, never the body).

@@ -193,7 +193,7 @@ def _build_channel(args: argparse.Namespace, *, connects: bool = True) -> Channe
     except (TypeError, ConfigurationError) as exc:
         if "tls_context" in overrides and "tls_context" in str(exc):
             raise UsageError(
-                f"{redact_url(url)}: --ca-file is for SMTP servers; for this channel, put the certificate "
+                f"{redact_url(url)}: this channel takes no --ca-file; for it, put the certificate "
                 "authority in the file SSL_CERT_FILE names"
             ) from None
         if isinstance(exc, ConfigurationError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from sendchannel._channel import Channel, Closing, check_message
+from sendchannel._channel import Channel, Closing, check_message, is_idempotent
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits
 from sendchannel._message import Message
@@ -181,6 +181,12 @@ class FailoverChannel(Closing):
         self._paused: dict[int, tuple[float, type[SendError]]] = {}
         self._union_of: tuple[CredentialScope, ...] = ()
         self._scope: CredentialScope | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        """True when every channel is idempotent: a repeat after an unknown outcome then reaches a provider
+        that delivers the message once, whichever channel it goes through."""
+        return all(is_idempotent(channel) for channel in self.channels)
 
     @property
     def scope(self) -> CredentialScope:

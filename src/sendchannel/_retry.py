@@ -13,7 +13,7 @@ from types import TracebackType
 
 import attrs
 
-from sendchannel._channel import Channel, Closing
+from sendchannel._channel import Channel, Closing, is_idempotent
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits
 from sendchannel._message import Message
@@ -72,8 +72,10 @@ class RetryPolicy:
     Transient failures (:class:`~sendchannel.errors.TransientError`, which includes
     :class:`~sendchannel.errors.ThrottledError` and :class:`~sendchannel.errors.ConnectionLostError`)
     are retried. Permanent failures, spent quotas and invalid messages are not: another attempt would
-    fail the same way. A :class:`~sendchannel.errors.DeliveryUnknownError` is not retried unless
-    ``retry_ambiguous`` is set, because the message may already have gone out.
+    fail the same way. A :class:`~sendchannel.errors.DeliveryUnknownError` is not retried, because the
+    message may already have gone out, unless the channel is idempotent (``channel.idempotent``: the
+    provider delivers the same message once, as SparkPost's Idempotency-Key does) or ``retry_ambiguous`` is
+    set.
 
     The wait after the n-th failed attempt is drawn uniformly between 0 and
     ``min(maximum, initial * multiplier ** (n - 1))`` ("full jitter", so that many senders failing
@@ -106,10 +108,14 @@ class RetryPolicy:
     )
     retry_ambiguous: bool = False
 
-    def is_retryable(self, error: BaseException) -> bool:
-        """Whether this policy retries ``error`` (attempts and time left aside)."""
+    def is_retryable(self, error: BaseException, *, idempotent: bool = False) -> bool:
+        """Whether this policy retries ``error`` (attempts and time left aside).
+
+        A DeliveryUnknownError is retried from an ``idempotent`` channel (the provider delivers the same
+        message once, whatever happened to the first attempt), or when ``retry_ambiguous`` is set.
+        """
         if isinstance(error, DeliveryUnknownError):
-            return self.retry_ambiguous
+            return idempotent or self.retry_ambiguous
         return isinstance(error, TransientError)
 
     def ceiling(self, failed_attempts: int) -> float:
@@ -212,8 +218,17 @@ class _Call:
     time from the layer's clock rather than tenacity's.
     """
 
-    def __init__(self, policy: RetryPolicy, clock: Clock, channel_name: str, message_id: str) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        clock: Clock,
+        channel_name: str,
+        message_id: str,
+        *,
+        idempotent: bool = False,
+    ) -> None:
         self.policy = policy
+        self.idempotent = idempotent
         self.clock = clock
         self.channel_name = channel_name
         self.message_id = message_id
@@ -234,7 +249,7 @@ class _Call:
 
     def retry(self, state: object) -> bool:
         error = self._error(state)
-        return error is not None and self.policy.is_retryable(error)
+        return error is not None and self.policy.is_retryable(error, idempotent=self.idempotent)
 
     def wait(self, state: object) -> float:
         number: int = getattr(state, "attempt_number", 1)
@@ -326,6 +341,11 @@ class Retrying(Closing):
     def limits(self, value: Limits) -> None:
         self.channel.limits = value
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether the wrapped channel is idempotent; if so, an unknown outcome is retried (same message)."""
+        return is_idempotent(self.channel)
+
     async def send(self, message: Message) -> SendResult:
         """Send ``message``, trying again after transient failures.
 
@@ -339,7 +359,7 @@ class Retrying(Closing):
         """
         import tenacity
 
-        call = _Call(self.policy, self.clock, self.name, message.message_id)
+        call = _Call(self.policy, self.clock, self.name, message.message_id, idempotent=self.idempotent)
 
         async def attempt() -> SendResult:
             try:

@@ -37,7 +37,7 @@ def boolean(value: str) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise ValueError(f"expected true or false, got {value!r}")
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 def comma_list(value: str) -> list[str]:
@@ -50,9 +50,9 @@ def seconds(value: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        raise ValueError(f"must be a number of seconds, got {value!r}") from None
     if not (math.isfinite(number) and number > 0):
-        raise ValueError(f"expected a positive, finite number of seconds, got {value!r}")
+        raise ValueError(f"must be a positive, finite number of seconds, got {value!r}")
     return number
 
 
@@ -61,7 +61,7 @@ def integer(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"expected a whole number, got {value!r}") from None
+        raise ValueError(f"must be a whole number, got {value!r}") from None
 
 
 def text(value: str) -> str:
@@ -90,7 +90,7 @@ def read_options(
         try:
             result[key] = convert(",".join(values) if convert is comma_list else values[-1])
         except ValueError as exc:
-            raise ConfigurationError(f"{redact_url(url)}: option {key!r}: {exc}") from None
+            raise ConfigurationError(f"{redact_url(url)}: option {key!r}: {key} {exc}") from None
     return result
 
 

@@ -430,15 +430,15 @@ async def test_verify_a_key_without_a_permission_exits_3_and_names_it(
     assert no_secret_in(run)
 
 
-async def test_ca_file_with_a_channel_that_is_not_smtp_says_to_use_ssl_cert_file(
+async def test_ca_file_with_a_channel_that_takes_no_tls_context_says_to_use_ssl_cert_file(
     tmp_path: Path, ca_file: str
 ) -> None:
     run = await cli(
         "verify",
-        "sparkpost://us?domains=contoso.com",
+        "memory://team",
         "--ca-file",
         ca_file,
         env={"SENDCHANNEL_PASSWORD": "k"},
     )
     assert 2 == run.code
-    assert "--ca-file is for SMTP servers; for this channel, put the certificate authority in" in run.stderr
+    assert "this channel takes no --ca-file; for it, put the certificate authority in" in run.stderr

@@ -161,7 +161,7 @@ def test_a_token_provider_override_replaces_the_msal_flows() -> None:
         ("msgraph://APP:s@tenant?domains=contoso.com&client_id=x", "belong to a delegated URL"),
         ("msgraph://contoso.com?client_id=APP", "write the mailbox as msgraph://alice@contoso.com"),
         ("msgraph://alice@contoso.com?client_id=APP&colour=blue", "unknown option 'colour'"),
-        ("msgraph://alice@contoso.com?client_id=APP&timeout=soon", "expected a number of seconds"),
+        ("msgraph://alice@contoso.com?client_id=APP&timeout=soon", "must be a number of seconds"),
     ],
     ids=["no-client-id", "secret-without-domains", "no-secret", "mixed-forms", "no-mailbox", "unknown-option",
          "bad-timeout"],

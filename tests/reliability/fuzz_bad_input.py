@@ -25,7 +25,7 @@ with atheris.instrument_imports():
     from sendchannel._address import parse_address
     from sendchannel._gmail._channel import _classify, _read_answer
     from sendchannel._smtp._classify import SMTP_RULES, Reply, ReplyContext, Stage, classify_reply
-    from sendchannel._sparkpost._channel import _mentioned
+    from sendchannel._sparkpost._recipients import mentioned as _mentioned
     from sendchannel.errors import ConfigurationError, InvalidMessageError, SendError
 
 from tests.reliability._badinput import check_wire

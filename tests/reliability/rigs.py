@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import google.oauth2.credentials
-import httpx
 
 from sendchannel import (
     GmailOAuthChannel,
@@ -484,7 +483,7 @@ async def sparkpost(
 
     Args:
         certificate: Serve HTTPS with this certificate (``"trusted"``, ``"untrusted"``, ``"wrong-host"``).
-        trust: Give the channel a transport that trusts the test authority (else httpx's defaults).
+        trust: Give the channel a tls_context that trusts the test authority (else the system's).
         port: Point the channel at this port instead of the server's.
         https: Speak https to the server even when it serves plain HTTP.
     """
@@ -498,9 +497,9 @@ async def sparkpost(
             server.script(answer, times=times)
         scheme = "https" if certificate is not None or https else "http"
         base_url = f"{scheme}://{HOST}:{port or server._httpd.server_address[1]}/api/v1"
-        transport = httpx.AsyncHTTPTransport(verify=env.client_tls) if trust and scheme == "https" else None
+        context = env.client_tls if trust and scheme == "https" else None
         channel = SparkpostChannel(
-            API_KEY, domains=["example.com"], base_url=base_url, timeout=TIMEOUT, transport=transport
+            API_KEY, domains=["example.com"], base_url=base_url, timeout=TIMEOUT, tls_context=context
         )
         async with channel:
             yield channel

@@ -6,7 +6,7 @@
 * Gmail: Google's error answers (any status, JSON of any shape or not JSON, odd Retry-After) read by
   ``_read_answer`` and ``_classify`` directly, and sent by the local Gmail API server to Google's client.
 * SparkPost: any status with JSON bodies of odd shapes (errors lists, results with odd counts), not
-  JSON, and odd Retry-After, sent by the local SparkPost server to SparkpostChannel over httpx.
+  JSON, and odd Retry-After, sent by the local SparkPost server to SparkpostChannel over aiohttp.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each message has every field either valid or hostile (line breaks of every kind, control characters,
 encoded words that decode to line breaks, folding tricks, long values); the ones Message accepts are
 sent through SmtpChannel to aiosmtpd on 127.0.0.1, through GmailOAuthChannel (Google's own client) to
-the local Gmail API server, and through SparkpostChannel (httpx) to the local SparkPost server. What
+the local Gmail API server, and through SparkpostChannel (aiohttp) to the local SparkPost server. What
 each server received must carry exactly the headers the message should have, unsplit, with their
 values, and the envelope must hold exactly ``message.recipients``.
 """

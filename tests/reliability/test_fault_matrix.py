@@ -82,6 +82,7 @@ from tests.sparkpost.server import (
 RETRIED = "retried"
 NOT_RETRIED = "not retried"
 AMBIGUOUS = "ambiguous"  # DeliveryUnknownError: not retried, unless retry_ambiguous=True
+# (SparkPost is idempotent: its DeliveryUnknownError is RETRIED, with the same Idempotency-Key.)
 
 Rig = Callable[[Env], contextlib.AbstractAsyncContextManager[BaseChannel]]
 
@@ -459,9 +460,9 @@ case("sparkpost", "connect", "certificate from an untrusted CA", PermanentError,
 case("sparkpost", "connect", "certificate for another host name", PermanentError, NOT_RETRIED,
      r"certificate .* could not be verified", sparkpost(certificate="wrong-host"))
 case("sparkpost", "request", "dropped connection after the request was written", DeliveryUnknownError,
-     AMBIGUOUS, r"may or may not have accepted", sparkpost(Answer(action="drop")))
+     RETRIED, r"may or may not have accepted", sparkpost(Answer(action="drop")))
 case("sparkpost", "request", "stall past the timeout after the request was written", DeliveryUnknownError,
-     AMBIGUOUS, rf"did not answer within {WAITED}", sparkpost(Answer(action="hang")))
+     RETRIED, rf"did not answer within {WAITED}", sparkpost(Answer(action="hang")))
 case("sparkpost", "answer", "throttling (429)", ThrottledError, RETRIED, r"slow down",
      sparkpost(TOO_MANY_REQUESTS))
 case("sparkpost", "answer", "throttling (420 hourly limit)", ThrottledError, RETRIED, r"hourly",
@@ -480,13 +481,13 @@ case("sparkpost", "answer", "4xx (422 1300 invalid data)", MessageRejectedError,
      r"refused the request", sparkpost(INVALID_DATA))
 case("sparkpost", "answer", "5xx (503 1900)", TransientError, RETRIED, r"not available|try again",
      sparkpost(GENERATION_UNAVAILABLE))
-case("sparkpost", "answer", "5xx (500)", DeliveryUnknownError, AMBIGUOUS, r"may or may not have been sent",
+case("sparkpost", "answer", "5xx (500)", DeliveryUnknownError, RETRIED, r"may or may not have been sent",
      sparkpost(INTERNAL_ERROR))
-case("sparkpost", "answer", "malformed reply (502 HTML)", DeliveryUnknownError, AMBIGUOUS,
+case("sparkpost", "answer", "malformed reply (502 HTML)", DeliveryUnknownError, RETRIED,
      r"may or may not have been sent", sparkpost(Answer(502, raw=HTML_502.encode())))
-case("sparkpost", "answer", "malformed reply (200, not JSON)", DeliveryUnknownError, AMBIGUOUS,
+case("sparkpost", "answer", "malformed reply (200, not JSON)", DeliveryUnknownError, RETRIED,
      r"not known whether", sparkpost(Answer(200, raw=b"<html>not SparkPost</html>")))
-case("sparkpost", "answer", "malformed reply (200 without an id)", DeliveryUnknownError, AMBIGUOUS,
+case("sparkpost", "answer", "malformed reply (200 without an id)", DeliveryUnknownError, RETRIED,
      r"not known whether", sparkpost(Answer(200, {"results": {}})))
 case("sparkpost", "verify", "refused connection", ConnectionLostError, RETRIED, COULD_NOT,
      functools.partial(_sparkpost_at, how="refused"), operation="verify")

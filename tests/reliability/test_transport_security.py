@@ -9,7 +9,6 @@ import ssl
 import warnings
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sendchannel import (
@@ -167,7 +166,7 @@ def _https_sparkpost(env: Env) -> SparkpostServer:
 
 
 @pytest.mark.usefixtures("no_ca_from_environment")
-async def test_sparkpost_refuses_a_certificate_httpx_does_not_trust(env: Env) -> None:
+async def test_sparkpost_refuses_a_certificate_it_does_not_trust(env: Env) -> None:
     server = _https_sparkpost(env)
     try:
         base_url = server.url.replace("http://", "https://")
@@ -185,9 +184,8 @@ async def test_sparkpost_trusts_the_users_own_certificate_authority(env: Env) ->
     server = _https_sparkpost(env)
     try:
         base_url = server.url.replace("http://", "https://")
-        transport = httpx.AsyncHTTPTransport(verify=env.client_tls)
         async with SparkpostChannel(API_KEY, domains=["example.com"], base_url=base_url, timeout=5,
-                                    transport=transport) as channel:
+                                    tls_context=env.client_tls) as channel:
             await channel.send(rigs.message_for("sparkpost"))
     finally:
         server.stop()

@@ -8,7 +8,13 @@ the first text/plain and text/html parts of RFC822 content (expressions, the bra
 braces, as the Substitutions Reference describes), so a test sees what a recipient would.
 
 Tests can script the next answers: any documented error body, a dropped connection after the request
-was read, or no answer at all (for timeouts).
+was read (``drop``: nothing done; ``deliver-then-drop``: the transmission handled, its answer lost), or
+no answer at all (for timeouts).
+
+Like SparkPost, it honours the ``Idempotency-Key`` of transmissions for 24 hours (on ``clock``, which a
+test may move): a repeat with the same body gets the first answer again with ``X-Idempotent-Replayed:
+true`` and sends nothing; the same key with another body is a 409 with code 1600; a repeat while the first
+request is still being handled is a 409 with code 1601.
 """
 
 from __future__ import annotations
@@ -24,20 +30,23 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests import sentinels
 
 API_KEY = sentinels.API_KEY
+#: How long SparkPost keeps an Idempotency-Key: 24 hours.
+IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 # -- documented answers ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Answer:
-    """A scripted answer: a status and JSON body, or ``action`` "drop" (close unanswered) or "hang"."""
+    """A scripted answer: a status and JSON body, or ``action`` "drop" (close unanswered), "hang", or
+    "deliver-then-drop" (handle the transmission as usual, then close without answering)."""
 
     status: int = 200
     body: Any = None
@@ -249,6 +258,10 @@ class SparkpostServer:
         self.invalid_recipients: set[str] = set()
         self.suppressed: set[str] = set()
         self._script: collections.deque[Answer] = collections.deque()
+        #: Where the idempotency window's time comes from (seconds); a test may replace it.
+        self.clock = time.time
+        # Idempotency-Key -> (time first seen, body, the first answer or None while it is being handled)
+        self._keys: dict[str, tuple[float, bytes, Answer | None]] = {}
         self._ids = itertools.count(11668787484950529)
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -304,10 +317,25 @@ class SparkpostServer:
             body=body,
             client=handler.client_address[:2],
         )
+        key = received.headers.get("idempotency-key") if received.path.endswith("/transmissions") else None
         with self._lock:
             self.received.append(received)
             scripted = self._script.popleft() if self._script else None
-        answer = scripted or self._respond(received)
+            earlier = self._keys.get(key) if key else None
+            if earlier is not None and self.clock() - earlier[0] >= IDEMPOTENCY_WINDOW:
+                earlier = None
+            if key and earlier is None:
+                self._keys[key] = (self.clock(), body, None)
+        if earlier is not None:
+            answer = self._repeat(earlier, body)
+        else:
+            if scripted is not None and scripted.action == "deliver-then-drop":
+                handled = self._respond(received)
+                answer = replace(handled, action="drop")
+            else:
+                handled = answer = scripted or self._respond(received)
+            if key:
+                self._remember(key, body, handled)
         if answer.action == "drop":
             handler.close_connection = True
             return
@@ -323,6 +351,23 @@ class SparkpostServer:
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(payload)
+
+    def _repeat(self, earlier: tuple[float, bytes, Answer | None], body: bytes) -> Answer:
+        if earlier[1] != body:
+            return Answer(409, error_body("idempotency key reused with a different request body", "1600"))
+        if earlier[2] is None:
+            return Answer(409, error_body("a request with this idempotency key is in progress", "1601"))
+        first = earlier[2]
+        return replace(first, action="answer", headers={**first.headers, "X-Idempotent-Replayed": "true"})
+
+    def _remember(self, key: str, body: bytes, answer: Answer) -> None:
+        with self._lock:
+            if answer.action == "answer" and answer.status == 200 and answer.raw is None:
+                # SparkPost keeps the answer of a created transmission (also when it never reached the
+                # client), and replays it for the same key and body.
+                self._keys[key] = (self._keys[key][0], body, answer)
+            else:
+                del self._keys[key]
 
     def _respond(self, received: Received) -> Answer:
         path = received.path.rstrip("/")

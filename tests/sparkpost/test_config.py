@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import pytest
 
 import sendchannel
@@ -151,11 +150,16 @@ def test_inconsistent_options_are_configuration_errors(options: dict[str, object
         SparkpostChannel(KEY, domains=["example.com"], **options)  # type: ignore[arg-type]
 
 
-async def test_a_client_and_a_transport_together_are_a_configuration_error() -> None:
-    transport = httpx.MockTransport(lambda request: httpx.Response(200))
-    async with httpx.AsyncClient() as client:
-        with pytest.raises(ConfigurationError, match="not both"):
-            SparkpostChannel(KEY, domains=["example.com"], http_client=client, transport=transport)
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan")])
+def test_an_endless_timeout_is_refused_as_smtp_refuses_it(timeout: float) -> None:
+    """timeout=inf was accepted by SparkPost and refused by SMTP; every channel now refuses it."""
+    with pytest.raises(ConfigurationError, match="positive, finite"):
+        SparkpostChannel(KEY, domains=["example.com"], timeout=timeout)
+
+
+def test_tls_context_must_be_an_ssl_context() -> None:
+    with pytest.raises(ConfigurationError, match=r"ssl\.SSLContext"):
+        SparkpostChannel(KEY, domains=["example.com"], tls_context="/etc/ssl/ca.pem")  # type: ignore[arg-type]
 
 
 def test_the_limits_given_are_the_channels_limits() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -17,7 +16,8 @@ from sendchannel import (
     SenderNotAllowedError,
     SparkpostChannel,
 )
-from sendchannel._sparkpost._channel import _BRACE_DATA, _escape_template_syntax
+from sendchannel._sparkpost._template import BRACE_DATA as _BRACE_DATA
+from sendchannel._sparkpost._template import escape_template_syntax as _escape_template_syntax
 from tests.sparkpost.server import API_KEY, SparkpostServer, render_template
 
 PNG = base64.b64decode(
@@ -338,28 +338,11 @@ async def test_a_closed_channel_refuses_to_send(server: SparkpostServer) -> None
     assert 1 == len(server.received)
 
 
-async def test_a_given_http_client_is_used_and_left_open(server: SparkpostServer) -> None:
-    async with httpx.AsyncClient(headers={"X-Proxy-Tag": "blue"}) as client:
-        channel = SparkpostChannel(API_KEY, domains=["example.com"], base_url=server.url, http_client=client)
-        await channel.send(Message("app@example.com", ["bob@example.net"], text="x"))
-        await channel.aclose()
+async def test_every_transmission_carries_its_message_id_as_idempotency_key(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    sent = Message("app@example.com", ["bob@example.net"], text="x")
+    await channel.send(sent)
 
-        assert "blue" == server.received[0].headers["x-proxy-tag"]
-        assert not client.is_closed
-
-
-async def test_a_given_transport_carries_the_requests() -> None:
-    seen: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(
-            200, json={"results": {"total_rejected_recipients": 0, "total_accepted_recipients": 1, "id": "7"}}
-        )
-
-    channel = SparkpostChannel(API_KEY, domains=["example.com"], transport=httpx.MockTransport(handler))
-    async with channel:
-        result = await channel.send(Message("app@example.com", ["bob@example.net"], text="x"))
-
-    assert "7" == result.provider_id
-    assert ["https://api.sparkpost.com/api/v1/transmissions"] == [str(r.url) for r in seen]
+    assert sent.message_id == server.received[0].headers["idempotency-key"]
+    assert channel.idempotent

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 
-import httpx
+import aiohttp
 import pytest
 
 from sendchannel import (
@@ -16,6 +16,8 @@ from sendchannel import (
     SparkpostChannel,
 )
 from tests.sparkpost.server import API_KEY, Answer, SparkpostServer
+
+KEY_CONN = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
 
 
 def message() -> Message:
@@ -66,7 +68,7 @@ async def test_a_connect_timeout_is_connection_lost(full_backlog: int) -> None:
         with pytest.raises(ConnectionLostError) as caught:
             await channel.send(message())
 
-    assert isinstance(caught.value.__cause__, httpx.ConnectTimeout)
+    assert isinstance(caught.value.__cause__, aiohttp.ConnectionTimeoutError)
 
 
 async def test_a_connection_dropped_after_the_post_leaves_the_outcome_unknown(
@@ -79,7 +81,7 @@ async def test_a_connection_dropped_after_the_post_leaves_the_outcome_unknown(
         await channel.send(sent)
 
     assert 1 == len(server.received)
-    assert isinstance(caught.value.__cause__, httpx.RemoteProtocolError)
+    assert isinstance(caught.value.__cause__, aiohttp.ServerDisconnectedError)
     assert sent.message_id in str(caught.value)
 
 
@@ -92,14 +94,15 @@ async def test_no_answer_within_the_timeout_after_the_post_leaves_the_outcome_un
         with pytest.raises(DeliveryUnknownError, match=r"did not answer within 0\.3 seconds") as caught:
             await channel.send(message())
 
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
+    assert isinstance(caught.value.__cause__, aiohttp.SocketTimeoutError)
 
 
 async def test_verify_over_a_dropped_connection_is_connection_lost(
     server: SparkpostServer, channel: SparkpostChannel
 ) -> None:
-    """A read sends nothing, so a failure while reading is never an unknown delivery."""
-    server.script(Answer(action="drop"))
+    """A read sends nothing, so a failure while reading is never an unknown delivery (aiohttp repeats a
+    GET once on a dropped connection, so both attempts are dropped)."""
+    server.script(Answer(action="drop"), times=2)
 
     with pytest.raises(ConnectionLostError):
         await channel.verify()
@@ -108,30 +111,24 @@ async def test_verify_over_a_dropped_connection_is_connection_lost(
 @pytest.mark.parametrize(
     ("failure", "expected"),
     [
-        (httpx.ConnectError("refused"), ConnectionLostError),
-        (httpx.ConnectTimeout("slow"), ConnectionLostError),
-        (httpx.PoolTimeout("busy"), ConnectionLostError),
-        (httpx.WriteError("broken pipe"), ConnectionLostError),
-        (httpx.WriteTimeout("slow"), ConnectionLostError),
-        (httpx.ProxyError("proxy"), ConnectionLostError),
-        (httpx.LocalProtocolError("bad"), ConnectionLostError),
-        (httpx.ReadError("reset"), DeliveryUnknownError),
-        (httpx.ReadTimeout("slow"), DeliveryUnknownError),
-        (httpx.RemoteProtocolError("gone"), DeliveryUnknownError),
+        (aiohttp.ClientConnectorError(KEY_CONN, OSError(111, "refused")), ConnectionLostError),
+        (aiohttp.ConnectionTimeoutError("slow"), ConnectionLostError),
+        (aiohttp.ClientOSError(32, "Can not write request body for http://x"), ConnectionLostError),
+        (
+            aiohttp.ClientConnectionError("Failed to send bytes into the underlying connection"),
+            ConnectionLostError,
+        ),
+        (aiohttp.ClientConnectionResetError("reset"), DeliveryUnknownError),
+        (aiohttp.SocketTimeoutError("slow"), DeliveryUnknownError),
+        (aiohttp.ServerDisconnectedError(), DeliveryUnknownError),
+        (aiohttp.ClientPayloadError("truncated"), DeliveryUnknownError),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else value.__name__,
 )
-async def test_each_httpx_failure_is_classified_by_whether_the_request_was_written(
-    failure: httpx.HTTPError, expected: type[SendError]
+def test_each_aiohttp_failure_of_a_transmission_is_classified_by_whether_it_was_written(
+    failure: Exception, expected: type[SendError]
 ) -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise failure
-
-    channel = SparkpostChannel(API_KEY, domains=["example.com"], transport=httpx.MockTransport(handler))
-    async with channel:
-        with pytest.raises(expected) as caught:
-            await channel.send(message())
-
-    assert expected is type(caught.value)
-    assert caught.value.__cause__ is failure
-    assert "sparkpost" == caught.value.channel
+    """The boundary of the shared base (HttpClient) reads aiohttp's failures for a delivering request."""
+    channel = SparkpostChannel(API_KEY, domains=["example.com"])
+    error = channel._http._failure(failure, channel.base_url, delivers=True, reference="", advice="")
+    assert expected is type(error)

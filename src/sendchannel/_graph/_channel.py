@@ -247,6 +247,7 @@ class Office365GraphChannel(BaseChannel):
             redact=self._redact,
             max_connections=IN_FLIGHT if self.address is not None else None,
             remedy="pass tls_context=ssl.create_default_context(cafile=...), or set SSL_CERT_FILE",
+            channel=self.name,
         )
         self._gates: dict[str, asyncio.Semaphore] = {}
 

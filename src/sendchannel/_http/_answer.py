@@ -42,7 +42,8 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 @attrs.frozen
 class HttpAnswer:
-    """What the server answered: status, reason phrase, headers (lower-case names) and the body.
+    """What the server answered: status, reason phrase, headers (looked up case-insensitively: give
+    lower-case names when building one) and the body.
 
     The body stays out of the repr: it can echo what was sent.
     """

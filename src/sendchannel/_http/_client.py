@@ -18,17 +18,17 @@ from __future__ import annotations
 import asyncio
 import math
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+
+import aiohttp
 
 from sendchannel._http._answer import HttpAnswer
 from sendchannel._http._redact import Redactor
 from sendchannel._http._tls import tls_failure, tls_refused
 from sendchannel._urls import redact_url
 from sendchannel.errors import ConfigurationError, ConnectionLostError, DeliveryUnknownError, SendError
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = ["HttpClient", "check_timeout", "check_tls_context"]
 
@@ -73,6 +73,7 @@ class HttpClient:
         max_connections: At most this many connections at once (None: aiohttp's default of 100).
         headers: Headers sent with every request (a User-Agent is added).
         remedy: How a user trusts a private certificate authority, for the untrusted-certificate error.
+        channel: The channel's name, set as the ``channel`` of every error raised here.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class HttpClient:
         max_connections: int | None = None,
         headers: Mapping[str, str] | None = None,
         remedy: str = "pass tls_context=ssl.create_default_context(cafile=...)",
+        channel: str | None = None,
     ) -> None:
         from sendchannel import __version__
 
@@ -97,22 +99,24 @@ class HttpClient:
         self._max_connections = max_connections
         self._headers = {"User-Agent": f"sendchannel/{__version__}", **(headers or {})}
         self._remedy = remedy
+        self.channel = channel
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self.closed = False
 
     def _open(self) -> aiohttp.ClientSession:
         if self.closed:
             raise RuntimeError(f"this {self._owner} is closed; build a new one")
         if self._session is None:
-            import aiohttp
-
             context = self._tls_context if self._tls_context is not None else ssl.create_default_context()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections or 100, ssl=context),
                 timeout=aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=self.timeout),
                 headers=self._headers,
                 auto_decompress=True,
-                trust_env=True,
+                # Not trust_env: aiohttp would then read ~/.netrc and the proxy variables on a worker thread
+                # for every request (two thread hops a send); the proxy is looked up once a host instead.
+                trust_env=False,
             )
         return self._session
 
@@ -146,30 +150,25 @@ class HttpClient:
             PermanentError: The server's certificate is not trusted, or TLS failed.
             RuntimeError: The client is closed.
         """
-        import aiohttp
-
         session = self._open()
         try:
             async with session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
+                method, url, data=body, headers=headers, allow_redirects=False, proxy=self._proxy_for(url)
             ) as response:
                 content = await response.read()
+                # aiohttp's headers are a read-only, case-insensitive mapping already.
                 return HttpAnswer(
-                    status=response.status,
-                    reason=response.reason or "",
-                    headers={k.lower(): v for k, v in response.headers.items()},
-                    body=content,
-                    url=url,
+                    status=response.status, reason=response.reason or "", headers=response.headers,
+                    body=content, url=url,
                 )
         except (TimeoutError, aiohttp.ClientError, ssl.SSLError, OSError) as exc:
             failure = self._failure(exc, url, delivers=delivers, reference=reference, advice=unknown_advice)
+            failure.channel = self.channel
             raise failure from exc
 
     def _failure(
         self, exc: BaseException, url: str, *, delivers: bool, reference: str, advice: str
     ) -> SendError:
-        import aiohttp
-
         where = self.redact(redact_url(url), limit=None)
         detail = self.redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         refused = tls_failure(exc) if isinstance(exc, (aiohttp.ClientConnectorError, ssl.SSLError)) else None
@@ -182,7 +181,7 @@ class HttpClient:
                 scrub=self.redact,
             )
         before = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)) or (
-            isinstance(exc, aiohttp.ClientConnectionError) and str(exc).startswith(_NOT_WRITTEN)
+            isinstance(exc, aiohttp.ClientConnectionError) and any(w in str(exc) for w in _NOT_WRITTEN)
         )
         if before or not delivers:
             what = "nothing was sent" if delivers else "nothing was changed"
@@ -198,6 +197,22 @@ class HttpClient:
             f"The request was sent to {where} but {happened}, so {self.provider} may or may not have "
             f"accepted it{reference}. {advice}"
         )
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy the environment names for ``url`` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), looked up once
+        for each scheme and host."""
+        origin = url.partition("://")[2].partition("/")[0]
+        key = (url.partition(":")[0], origin)
+        if key in self._proxies:
+            return self._proxies[key]
+        parts = urllib.parse.urlsplit(url)
+        proxies = urllib.request.getproxies_environment()
+        found = proxies.get(parts.scheme)
+        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+        if found and bypass(parts.hostname or "", proxies):
+            found = None
+        self._proxies[key] = found
+        return found
 
     async def aclose(self) -> None:
         """Close the session and its connections; the client refuses requests afterwards."""

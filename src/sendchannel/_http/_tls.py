@@ -20,9 +20,11 @@ def tls_failure(exc: BaseException | None) -> ssl.SSLError | None:
     for _ in range(8):  # a client's error -> its transport's -> ssl: a short chain
         if seen is None:
             return None
-        certificate_error = getattr(seen, "certificate_error", None)  # aiohttp's certificate error
-        if isinstance(certificate_error, ssl.SSLError):
-            return certificate_error
+        # aiohttp's connector errors carry the ssl error as certificate_error or os_error.
+        for attribute in ("certificate_error", "os_error"):
+            inner = getattr(seen, attribute, None)
+            if isinstance(inner, ssl.SSLError) and inner is not seen:
+                return None if isinstance(inner, TLS_CLOSED) else inner
         if isinstance(seen, ssl.SSLError):
             return None if isinstance(seen, TLS_CLOSED) else seen
         seen = seen.__cause__ or seen.__context__

@@ -23,7 +23,7 @@ __all__ = ["SPARKPOST", "SparkpostChannel"]
 
 SPARKPOST = Provider(
     scheme="sparkpost",
-    factory="sendchannel._sparkpost._channel:_from_url",
+    factory="sendchannel._sparkpost._config:from_url",
     title="SparkPost",
     extra="sparkpost",
     exports={"SparkpostChannel": "sendchannel._sparkpost._channel:SparkpostChannel"},

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from sendchannel._address import try_parse_address
-from sendchannel._channel import Channel, Closing, check_message
+from sendchannel._channel import Channel, Closing, check_message, is_idempotent
 from sendchannel._clock import Clock, SystemClock
 from sendchannel._limits import Limits, Rate
 from sendchannel._message import Message
@@ -115,6 +115,11 @@ class Throttler(Closing):
         self._paused_until = -math.inf
 
     # -- Channel attributes: the wrapped channel's --------------------------------------------------------
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether the wrapped channel is idempotent (passed through, for a Retrying outside)."""
+        return is_idempotent(self._channel)
 
     @property
     def scope(self) -> CredentialScope:
