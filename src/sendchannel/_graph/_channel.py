@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import aiohttp  # noqa: F401 - the msgraph extra: a missing aiohttp fails here, where the extra is named
 
-from sendchannel._address import idna_domain, try_parse_address
+from sendchannel._address import configured_address, configured_domains
 from sendchannel._channel import BaseChannel
 from sendchannel._entra import ClientCredentialsTokenProvider, DeviceCodeTokenProvider
 from sendchannel._graph import _tokens
@@ -59,45 +59,6 @@ MAX_MESSAGE_BYTES = 35 * 1024 * 1024
 _LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-def _address(value: object, field: str) -> str:
-    parsed = try_parse_address(value)
-    if parsed is None:
-        raise ConfigurationError(
-            f"{field} must be an e-mail address such as 'alice@contoso.com', got {value!r}"
-        )
-    return parsed.addr_spec
-
-
-def _domains(value: object) -> tuple[str, ...]:
-    items: Iterable[object]
-    if isinstance(value, str):
-        items = value.split(",")
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        raise ConfigurationError(
-            f"domains must be a sequence of domain names such as ['contoso.com'], got {type(value).__name__}"
-        )
-    domains: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationError(f"domains must be strings, got {type(item).__name__}")
-        domain = item.strip().lower()
-        if not domain:
-            continue
-        if "@" in domain:
-            raise ConfigurationError(
-                f"{item!r} in domains is an address; give its domain ({domain.rpartition('@')[2]!r}), or "
-                "pass the address as address= for a delegated (per-mailbox) token"
-            )
-        try:
-            idna_domain(domain.removeprefix("*."))
-        except ValueError as exc:
-            raise ConfigurationError(f"{item!r} in domains is not a domain name: {exc}") from None
-        domains.append(domain)
-    return tuple(dict.fromkeys(domains))
 
 
 def _base_url(value: object) -> str:
@@ -204,10 +165,14 @@ class Office365GraphChannel(BaseChannel):
         tls_context: ssl.SSLContext | None = None,
         name: str | None = None,
     ) -> None:
-        wanted = _domains(domains)
+        wanted = configured_domains(
+            domains,
+            covers="an application token covers the tenant's mailboxes by domain; for one user's mailbox "
+            "pass address= with a delegated token",
+        )
         if isinstance(send_as, str):
             send_as = (send_as,)
-        aliases = tuple(_address(alias, "send_as") for alias in send_as)
+        aliases = tuple(configured_address(alias, "send_as") for alias in send_as)
         if (address is None) == (not wanted):
             raise ConfigurationError(
                 "Office365GraphChannel needs exactly one of address= (a delegated token: the signed-in "
@@ -226,7 +191,7 @@ class Office365GraphChannel(BaseChannel):
                 "build one with Office365GraphChannel.token_from_client_credentials(...) or "
                 "token_from_device_code(...)"
             )
-        self.address = None if address is None else _address(address, "address")
+        self.address = None if address is None else configured_address(address, "address")
         self.domains = wanted
         self.send_as = aliases
         if self.address is not None:

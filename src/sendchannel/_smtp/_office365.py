@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
-from sendchannel._address import try_parse_address
+from sendchannel._address import configured_address
 from sendchannel._entra import ClientCredentialsTokenProvider, DeviceCodeTokenProvider
 from sendchannel._limits import Limits, Rate
 from sendchannel._scope import CredentialScope, ScopeKind
@@ -179,15 +179,6 @@ OFFICE365_RULES: tuple[ReplyRule, ...] = (
 )
 
 
-def _address(value: object, field: str) -> str:
-    parsed = try_parse_address(value)
-    if parsed is None:
-        raise ConfigurationError(
-            f"{field} must be an e-mail address such as 'alice@contoso.com', got {value!r}"
-        )
-    return parsed.addr_spec
-
-
 class Office365Channel(SmtpChannel):
     """Send as one Office 365 mailbox through SMTP AUTH client submission (smtp.office365.com:587).
 
@@ -250,10 +241,10 @@ class Office365Channel(SmtpChannel):
         max_idle: float | None = 30.0,
         name: str | None = None,
     ) -> None:
-        mailbox = _address(address, "address")
+        mailbox = configured_address(address, "address")
         if isinstance(send_as, str):
             send_as = (send_as,)
-        aliases = tuple(_address(alias, "send_as") for alias in send_as)
+        aliases = tuple(configured_address(alias, "send_as") for alias in send_as)
         if (
             tls_context is not None
             and isinstance(tls_context, ssl.SSLContext)
