@@ -12,7 +12,8 @@ A provider package keeps only its payload and its answer table; this package giv
   that is not JSON, ``is_page``/``page_words()`` for a proxy's HTML page, ``retry_after(now)``).
 - :func:`parse_retry_after`: Retry-After in seconds or as an HTTP date, read once for everyone.
 - :class:`Redactor`: removes the channel's secrets from provider text, on one line, shortened.
-- :func:`check_timeout`, :func:`check_tls_context`: the constructor checks every channel shares.
+- :func:`check_timeout`, :func:`check_tls_context`, :func:`check_base_url`: the constructor checks every
+  channel shares.
 - :func:`tls_failure`, :func:`tls_refused`: TLS failures read once (also for transports that are not
   aiohttp, such as Gmail's).
 
@@ -22,7 +23,7 @@ The answer tables are :class:`sendchannel._answers.Rule` rows, shared with SMTP.
 from __future__ import annotations
 
 from sendchannel._http._answer import HttpAnswer, parse_retry_after
-from sendchannel._http._client import HttpClient, check_timeout, check_tls_context
+from sendchannel._http._client import HttpClient, check_base_url, check_timeout, check_tls_context
 from sendchannel._http._redact import Redactor, one_line
 from sendchannel._http._tls import TLS_CLOSED, tls_failure, tls_refused
 
@@ -31,6 +32,7 @@ __all__ = [
     "HttpAnswer",
     "HttpClient",
     "Redactor",
+    "check_base_url",
     "check_timeout",
     "check_tls_context",
     "one_line",

@@ -30,7 +30,7 @@ from sendchannel._http._tls import tls_failure, tls_refused
 from sendchannel._urls import redact_url
 from sendchannel.errors import ConfigurationError, ConnectionLostError, DeliveryUnknownError, SendError
 
-__all__ = ["HttpClient", "check_timeout", "check_tls_context"]
+__all__ = ["HttpClient", "check_base_url", "check_timeout", "check_tls_context"]
 
 #: aiohttp's words for a request whose body could not be written (the server got no complete request).
 _NOT_WRITTEN = ("Can not write request body", "Failed to send bytes into the underlying connection")
@@ -46,6 +46,40 @@ def check_timeout(timeout: object) -> float:
             "needs a bound (a stalled server would otherwise hold the send forever)"
         )
     return float(timeout)
+
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def check_base_url(base_url: object, *, example: str, exposes: str) -> str:
+    """``base_url`` as an API root: http(s), a host and a path; plain http only for this machine (tests).
+
+    Args:
+        base_url: What the user passed.
+        example: The provider's real root, shown in the messages (``https://graph.microsoft.com/v1.0``).
+        exposes: What plain http would expose (``"the API key"``, ``"the access token"``).
+
+    Returns:
+        The URL without a trailing slash, a query or a fragment.
+    """
+    if not isinstance(base_url, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
+    parts = urllib.parse.urlsplit(base_url.strip())
+    shown = redact_url(parts)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url {shown!r} is not an http(s) URL; give the API root, like {example}"
+        )
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        raise ConfigurationError(
+            f"base_url {shown!r} uses plain http, which would send {exposes} unencrypted; use https (plain "
+            "http is accepted only for a server on this machine, such as a test server)"
+        )
+    if parts.path.strip("/") == "":
+        raise ConfigurationError(
+            f"base_url {shown!r} has no path; give the API root with its path, like {example}"
+        )
+    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
 
 
 def check_tls_context(tls_context: object) -> ssl.SSLContext | None:
