@@ -62,10 +62,11 @@ def test_an_application_channel_is_per_domain_and_shareable() -> None:
         ({"address": ALICE, "token_provider": "a token"}, "token_provider must be an async callable"),
         ({"address": ALICE, "base_url": "http://graph.example.com/v1.0"}, "plain http"),
         ({"address": ALICE, "base_url": "ftp://graph.example.com"}, "not an http"),
+        ({"address": ALICE, "base_url": "https://graph.microsoft.com/"}, "has no path.*v1.0"),
         ({"address": ALICE, "timeout": 0}, "timeout must be a positive"),
     ],
     ids=["neither", "both", "send-as-with-domains", "bad-address", "address-as-domain", "bad-domain",
-         "token-not-callable", "plain-http", "not-http", "zero-timeout"],
+         "token-not-callable", "plain-http", "not-http", "no-path", "zero-timeout"],
 )
 def test_bad_options_are_configuration_errors_that_say_what_to_do(
     kwargs: dict[str, object], says: str

@@ -35,12 +35,11 @@ from sendchannel._entra import ClientCredentialsTokenProvider, DeviceCodeTokenPr
 from sendchannel._graph import _tokens
 from sendchannel._graph._answers import SEND
 from sendchannel._graph._submission import MAX_REQUEST, Submission, submitted_mime
-from sendchannel._http import HttpClient, Redactor
+from sendchannel._http import HttpClient, Redactor, check_base_url
 from sendchannel._limits import Limits, Rate
 from sendchannel._message import Message
 from sendchannel._result import SendResult
 from sendchannel._scope import CredentialScope, ScopeKind
-from sendchannel._urls import redact_url
 from sendchannel.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -56,27 +55,7 @@ IN_FLIGHT = 4
 #: Exchange Online's default largest message, 35 MB.
 MAX_MESSAGE_BYTES = 35 * 1024 * 1024
 
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
 TokenProvider = Callable[[], Awaitable[str]]
-
-
-def _base_url(value: object) -> str:
-    if not isinstance(value, str):
-        raise ConfigurationError(f"base_url must be a string, got {type(value).__name__}")
-    parts = urllib.parse.urlsplit(value.strip())
-    shown = redact_url(parts)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(
-            f"base_url {shown!r} is not an http(s) URL; give Graph's root with its version, like "
-            f"{DEFAULT_BASE_URL}"
-        )
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ConfigurationError(
-            f"base_url {shown!r} uses plain http, which would send the access token unencrypted; use https "
-            "(plain http is accepted only for a server on this machine, such as a test server)"
-        )
-    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
 
 
 class _RecentTokens(Redactor):
@@ -201,7 +180,7 @@ class Office365GraphChannel(BaseChannel):
         self.limits = limits if limits is not None else self.default_limits
         if name is not None:
             self.name = name
-        self.base_url = _base_url(base_url)
+        self.base_url = check_base_url(base_url, example=DEFAULT_BASE_URL, exposes="the access token")
         self._token_provider = token_provider
         self._redact = _RecentTokens()
         self._client = HttpClient(
