@@ -27,8 +27,6 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
-import aiohttp  # noqa: F401 - the msgraph extra: a missing aiohttp fails here, where the extra is named
-
 from sendchannel._address import configured_address, configured_domains
 from sendchannel._channel import BaseChannel
 from sendchannel._entra import ClientCredentialsTokenProvider, DeviceCodeTokenProvider

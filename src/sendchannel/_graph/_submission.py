@@ -181,7 +181,7 @@ class Submission:
                 await self._attach(path, attachment)
             for attachment in large:
                 await self._upload(path, attachment)
-        except BaseException:
+        except Exception:  # not on cancellation: that must not wait for another request
             await self._discard(path)
             raise
         await self.call("POST", f"{path}/send", b"", None, situation=SEND, delivers=True)
