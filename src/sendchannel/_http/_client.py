@@ -198,6 +198,9 @@ class HttpClient:
         except (TimeoutError, aiohttp.ClientError, ssl.SSLError, OSError) as exc:
             failure = self._failure(exc, url, delivers=delivers, reference=reference, advice=unknown_advice)
             failure.channel = self.channel
+            if isinstance(exc, aiohttp.ClientResponseError):
+                # Its repr holds the request's headers, Authorization included: chain nothing that shows it.
+                raise failure from None
             raise failure from exc
 
     def _failure(
