@@ -112,6 +112,7 @@ SUBMISSION_QUOTA = error(
 INTERNAL_ERROR = error(500, "InternalServerError", "An internal server error occurred.")
 BAD_GATEWAY = error(502, "BadGateway", "Bad gateway.")
 DROP = Answer(action="drop")
+GARBAGE = Answer(action="garbage")
 HANG = Answer(action="hang")
 
 
@@ -459,6 +460,11 @@ class GraphDouble:
         if answer.action == "drop":
             assert request.transport is not None
             request.transport.abort()
+            raise asyncio.CancelledError
+        if answer.action == "garbage":  # a reply that is not HTTP, then the connection closes
+            assert request.transport is not None
+            request.transport.write(answer.raw or b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n")
+            request.transport.close()
             raise asyncio.CancelledError
         if answer.action == "hang":
             assert self._stopping is not None

@@ -18,7 +18,7 @@ from sendchannel import (
 from sendchannel._graph._submission import submitted_mime
 from tests import sentinels
 from tests.graph.conftest import ALICE, Tokens
-from tests.graph.server import DROP, INVALID_TOKEN, GraphDouble
+from tests.graph.server import DROP, GARBAGE, INVALID_TOKEN, GraphDouble
 
 
 async def test_a_delegated_send_posts_the_messages_own_mime_as_base64_to_me_sendmail(
@@ -167,3 +167,14 @@ async def test_a_closed_channel_refuses_to_send(graph: GraphDouble) -> None:
     await channel.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await channel.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
+
+
+async def test_a_reply_that_is_not_http_is_an_unknown_outcome_whose_cause_keeps_no_token(
+    graph: GraphDouble, alice: Office365GraphChannel
+) -> None:
+    """aiohttp's parse error carries the request's headers (the bearer token): it must not be chained."""
+    graph.script(GARBAGE)
+    with pytest.raises(DeliveryUnknownError) as caught:
+        await alice.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
+    cause = caught.value.__cause__
+    assert [] == sentinels.leaked(f"{cause!r} {cause}")

@@ -79,8 +79,10 @@ GRAPH_RULES: tuple[Rule, ...] = (
     when(
         AuthenticationError,
         "Microsoft Graph refused to make a draft for {mailbox} ({reply}). Messages over 4 MB go through "
-        "a draft and upload sessions, which need the Mail.ReadWrite permission besides Mail.Send: an "
-        "admin grants Mail.ReadWrite to the app (and consents), or send smaller messages.",
+        "a draft and upload sessions, which need the Mail.ReadWrite permission besides Mail.Send: grant "
+        "it to the app (an admin consents for an application; a delegated token needs "
+        "https://graph.microsoft.com/Mail.ReadWrite in the provider's scopes and a new sign-in), or send "
+        "smaller messages.",
         code="403",
         reasons=_ACCESS_DENIED,
         situations=(DRAFT,),
