@@ -24,7 +24,8 @@ class Channel(Protocol):
 
     A plugin needs no base class: an object with these attributes and methods is a Channel. A channel
     may also declare ``idempotent = True`` when its provider recognises a repeated send of the same message
-    and delivers it once (see :func:`is_idempotent`); without the attribute it is not.
+    and delivers it once (``Retrying`` then repeats a send whose outcome is unknown); without the attribute
+    it is not.
     """
 
     #: A short name for logs and results (``"smtp"``, ``"office365"``).

@@ -362,7 +362,9 @@ class Message:
         """
         from sendchannel._mime import parse
 
-        return cls(**parse(message))
+        fields = parse(message, owned=OWNED_HEADERS)
+        fields["attachments"] = [Attachment(**attachment) for attachment in fields["attachments"]]
+        return cls(**fields)
 
     def evolve(self, **changes: Any) -> Message:
         """A copy with some fields changed (the Message-ID is kept unless given)."""

@@ -303,9 +303,13 @@ def _decoded_text(part: email.message.EmailMessage) -> str:
     return content.replace("\r\n", "\n")
 
 
-def parse(source: email.message.Message) -> dict[str, Any]:
-    """The keyword arguments of Message for a stdlib message."""
-    from sendchannel._message import OWNED_HEADERS, Attachment
+def parse(source: email.message.Message, *, owned: frozenset[str]) -> dict[str, Any]:
+    """The keyword arguments of Message for a stdlib message; ``attachments`` are Attachment's keyword
+    arguments, and headers named in ``owned`` (lower-case) are left out of ``headers``.
+
+    It builds no Message or Attachment itself, so this module never imports ``_message`` (which imports
+    this one).
+    """
 
     if not isinstance(source, email.message.EmailMessage) or source.policy is not email.policy.default:
         source = email.message_from_bytes(source.as_bytes(), policy=email.policy.default)
@@ -334,19 +338,19 @@ def parse(source: email.message.Message) -> dict[str, Any]:
         payload = part.get_payload(decode=True)
         content_id = part.get("Content-ID")
         attachments.append(
-            Attachment(
-                filename or "attachment",
-                payload if isinstance(payload, bytes) else b"",
-                content_type,
-                inline=disposition == "inline" or (content_id is not None and disposition is None),
-                content_id=str(content_id) if content_id else None,
-            )
+            {
+                "filename": filename or "attachment",
+                "content": payload if isinstance(payload, bytes) else b"",
+                "content_type": content_type,
+                "inline": disposition == "inline" or (content_id is not None and disposition is None),
+                "content_id": str(content_id) if content_id else None,
+            }
         )
     headers: dict[str, str] = {}
     seen: set[str] = set()
     for name, value in source.items():
         lowered = name.lower()
-        if lowered in OWNED_HEADERS or lowered.startswith("content-") or lowered in seen:
+        if lowered in owned or lowered.startswith("content-") or lowered in seen:
             continue
         seen.add(lowered)
         headers[name] = str(value)

@@ -78,10 +78,10 @@ class Provider:
             whole) rather than as the password (``user:SECRET@host``).
         credential_required: Whether a URL without the secret still needs one (the command line then
             asks), rather than only when it names a user.
-        needs_credential: For a scheme where only some URLs need the secret (``msgraph://``: the
-            application form), decides it from the parsed URL instead of ``credential_required``.
         options: The URL's query options and the converter of each (a ValueError says what is wrong).
         hints: Advice for ``sendchannel verify``, the first that applies wins.
+        needs_credential: For a scheme where only some URLs need the secret (``msgraph://``: the
+            application form), decides it from the parsed URL instead of ``credential_required``.
     """
 
     scheme: str
@@ -92,12 +92,15 @@ class Provider:
     credential_keyword: str | None = None
     key_in_user: bool = False
     credential_required: bool = False
-    needs_credential: Callable[[Any], bool] | None = attrs.field(default=None, repr=False)
     options: Mapping[str, Callable[[str], Any]] = attrs.field(factory=dict, repr=False)
     hints: tuple[Hint, ...] = attrs.field(default=(), repr=False)
+    needs_credential: Callable[[Any], bool] | None = attrs.field(default=None, repr=False)
 
     def load_factory(self) -> Callable[..., Any]:
-        """Import the factory; a missing optional dependency is a ConfigurationError naming the extra."""
+        """Import the factory and the classes it builds; a missing optional dependency is a
+        ConfigurationError naming the extra."""
+        for reference in self.exports.values():
+            load_reference(reference, scheme=self.scheme, extra=self.extra)
         factory: Callable[..., Any] = load_reference(self.factory, scheme=self.scheme, extra=self.extra)
         return factory
 

@@ -53,7 +53,7 @@ def test_the_class_declares_name_scope_kind_provider_and_documented_limits() -> 
     )
     assert (
         Limits(
-            rates=(Rate(2000, 86400), Rate(10_000, 86400, "recipients")),
+            rates=(Rate(2000, 86400), Rate(10_000, 86400, "recipients"), Rate(60, 60)),
             max_recipients_per_message=100,
             max_message_bytes=35 * 1024 * 1024,
         )
@@ -63,7 +63,7 @@ def test_the_class_declares_name_scope_kind_provider_and_documented_limits() -> 
 
 def test_consumer_accounts_get_about_500_messages_a_day(gmail_server: GmailServer) -> None:
     channel = GmailOAuthChannel(user_credentials(gmail_server), address=ADDRESS, workspace=False)
-    assert (Rate(500, 86400),) == channel.limits.rates
+    assert (Rate(500, 86400), Rate(60, 60)) == channel.limits.rates
     assert 100 == channel.limits.max_recipients_per_message
 
 
@@ -274,7 +274,8 @@ def test_a_service_account_acting_for_someone_else_is_a_configuration_error(
         ({"credentials": "token-string"}, "must be google-auth Credentials"),
         ({"address": "not an address"}, "address"),
         ({"api_endpoint": "ftp://example.com/"}, "api_endpoint must be an http"),
-        ({"timeout": 0}, "timeout must be a positive number"),
+        ({"timeout": 0}, "timeout must be a positive, finite number"),
+        ({"timeout": float("inf")}, "timeout must be a positive, finite number"),
         ({"max_concurrency": 0}, "max_concurrency must be a whole number"),
         ({"limits": {"max_recipients_per_message": 5}}, "limits must be a Limits object"),
     ],

@@ -19,7 +19,7 @@ import httplib2
 import pytest
 
 from sendchannel import GmailOAuthChannel, Message
-from sendchannel._gmail._channel import parse_retry_after
+from sendchannel._http import parse_retry_after
 from sendchannel.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -508,7 +508,7 @@ async def test_secrets_echoed_by_google_are_scrubbed_and_never_logged(
     ],
 )
 def test_retry_after_values_in_seconds_or_http_dates(value: str | None, expected: float | None) -> None:
-    assert expected == parse_retry_after(value)
+    assert expected == parse_retry_after(value, time.time())
 
 
 def test_retry_after_as_a_future_http_date_is_the_seconds_until_then() -> None:

@@ -9,7 +9,7 @@ import google.oauth2.credentials
 import pytest
 
 from sendchannel import GmailOAuthChannel, Message, Rate, channel_from_url, schemes
-from sendchannel._gmail._channel import CREDENTIALS_ENV
+from sendchannel._gmail._config import CREDENTIALS_ENV
 from sendchannel.errors import ConfigurationError
 from tests import sentinels
 from tests.gmail.conftest import ADDRESS
@@ -80,7 +80,8 @@ def test_url_options_set_workspace_send_as_and_timeout(grant_file: Path) -> None
         f"gmail://{ADDRESS}?credentials={grant_file}&workspace=false&send_as=sales@example.com&timeout=5"
     )
     assert isinstance(channel, GmailOAuthChannel)
-    assert ((Rate(500, 86400),), True) == (channel.limits.rates, channel.scope.allows("sales@example.com"))
+    rates, allowed = channel.limits.rates, channel.scope.allows("sales@example.com")
+    assert ((Rate(500, 86400), Rate(60, 60)), True) == (rates, allowed)
 
 
 def test_credentials_given_as_an_override_win(gmail_server: GmailServer) -> None:
@@ -97,9 +98,9 @@ def test_credentials_given_as_an_override_win(gmail_server: GmailServer) -> None
         ("gmail://", "does not name the Gmail account"),
         (f"gmail://{ADDRESS}", "names no credentials"),
         (f"gmail://{ADDRESS}?credentials=/no/such/file.json", "Could not read the Gmail credentials"),
-        (f"gmail://{ADDRESS}?credentials=x&colour=blue", "Unknown gmail:// option"),
+        (f"gmail://{ADDRESS}?credentials=x&colour=blue", "unknown option .colour.; gmail:// takes"),
         (f"gmail://{ADDRESS}?credentials=x&workspace=perhaps", "must be true or false"),
-        (f"gmail://{ADDRESS}?credentials=x&timeout=soon", "is not a number"),
+        (f"gmail://{ADDRESS}?credentials=x&timeout=soon", "timeout must be a number"),
     ],
 )
 def test_bad_urls_are_configuration_errors(url: str, complaint: str, monkeypatch: pytest.MonkeyPatch) -> None:

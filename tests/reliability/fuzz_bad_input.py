@@ -23,7 +23,8 @@ with atheris.instrument_imports():
 
     from sendchannel import Attachment, Message, channel_from_url
     from sendchannel._address import parse_address
-    from sendchannel._gmail._channel import _classify, _read_answer
+    from sendchannel._gmail._answers import classify as _classify
+    from sendchannel._gmail._answers import read_answer as _read_answer
     from sendchannel._smtp._classify import SMTP_RULES, Reply, ReplyContext, Stage, classify_reply
     from sendchannel._sparkpost._recipients import mentioned as _mentioned
     from sendchannel.errors import ConfigurationError, InvalidMessageError, SendError

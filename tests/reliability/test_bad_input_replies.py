@@ -24,7 +24,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sendchannel import GmailOAuthChannel, Message, SendResult, SmtpChannel, SparkpostChannel, errors
-from sendchannel._gmail._channel import _classify, _read_answer, parse_retry_after
+from sendchannel._gmail._answers import classify as _classify
+from sendchannel._gmail._answers import read_answer as _read_answer
+from sendchannel._http import parse_retry_after
 from sendchannel._smtp._classify import SMTP_RULES, Reply, ReplyContext, Stage, classify_reply
 from sendchannel._smtp._office365 import OFFICE365_RULES
 from sendchannel.errors import SendError

@@ -21,7 +21,7 @@ from googleapiclient.errors import HttpError
 
 from sendchannel import Attachment, Message, SparkpostChannel
 from sendchannel._address import parse_address
-from sendchannel._gmail._channel import _read_answer
+from sendchannel._gmail._answers import read_answer as _read_answer
 from sendchannel._smtp._classify import Reply, ReplyContext, Stage, classify_reply
 from sendchannel.errors import InvalidMessageError, SendError
 from tests.reliability._badinput import check_wire, time_limit

@@ -257,3 +257,9 @@ def test_a_bad_sparkpost_url_is_a_configuration_error_that_hides_the_key(url: st
 def test_an_unknown_override_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unexpected keyword argument 'colour'"):
         channel_from_url(f"sparkpost://{KEY}@us?domains=a.example", colour="blue")
+
+
+def test_the_key_in_a_sparkpost_url_is_percent_decoded_once() -> None:
+    """sparkpost://ab%2525cd@us is the key ab%25cd: the user part was once decoded twice (ab%cd)."""
+    channel = channel_from_url("sparkpost://ab%2525cd@us?domains=example.com")
+    assert "ab%25cd" == channel._api_key  # type: ignore[attr-defined]

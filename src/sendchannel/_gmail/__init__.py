@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["GMAIL", "GmailOAuthChannel"]
 
+#: gmail:// (no secret in the URL: the grant comes from a file or the environment).
 GMAIL = Provider(
-    scheme="gmail",
-    factory="sendchannel._gmail._channel:_from_url",
-    title="Gmail",
-    extra="gmail",
+    "gmail",
+    "sendchannel._gmail._config:from_url",
+    "Gmail",
     exports={"GmailOAuthChannel": "sendchannel._gmail._channel:GmailOAuthChannel"},
+    extra="gmail",
     options={
         "credentials": text,
         "workspace": boolean,

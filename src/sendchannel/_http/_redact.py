@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Redactor", "one_line"]
 
@@ -24,16 +24,22 @@ class Redactor:
             for secrets that change (a refreshed access token).
     """
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._secrets = tuple(s for s in secrets if s)
+    def __init__(self, secrets: Iterable[str] | Callable[[], Iterable[str]] = ()) -> None:
+        self._source = secrets if callable(secrets) else None
+        self._secrets: tuple[str, ...] = () if callable(secrets) else tuple(s for s in secrets if s)
 
     def add(self, *secrets: str | None) -> None:
         """Remove these too from now on (a token obtained later)."""
         self._secrets += tuple(s for s in secrets if s and s not in self._secrets)
 
+    def _current(self) -> tuple[str, ...]:
+        if self._source is None:
+            return self._secrets
+        return self._secrets + tuple(s for s in self._source() if s)
+
     def __call__(self, text: str, *, limit: int | None = REPLY_LIMIT) -> str:
         """``text`` without the secrets, on one line, shortened to ``limit`` characters (None: whole)."""
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in sorted(self._current(), key=len, reverse=True):
             text = text.replace(secret, "***")
         text = one_line(text)
         if limit is not None and len(text) > limit:
@@ -41,4 +47,4 @@ class Redactor:
         return text
 
     def __repr__(self) -> str:
-        return f"<Redactor of {len(self._secrets)} secret(s)>"
+        return f"<Redactor of {len(self._secrets)} secret(s){' and a source' if self._source else ''}>"

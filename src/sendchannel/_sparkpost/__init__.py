@@ -21,15 +21,16 @@ if TYPE_CHECKING:
 
 __all__ = ["SPARKPOST", "SparkpostChannel"]
 
+#: sparkpost:// (the key is the URL's user part).
 SPARKPOST = Provider(
-    scheme="sparkpost",
-    factory="sendchannel._sparkpost._config:from_url",
-    title="SparkPost",
+    "sparkpost",
+    "sendchannel._sparkpost._config:from_url",
+    "SparkPost",
     extra="sparkpost",
-    exports={"SparkpostChannel": "sendchannel._sparkpost._channel:SparkpostChannel"},
     credential_keyword="api_key",
     key_in_user=True,
     credential_required=True,
+    exports={"SparkpostChannel": "sendchannel._sparkpost._channel:SparkpostChannel"},
     options={"domains": comma_list, "region": text, "base_url": text, "timeout": seconds},
     hints=(
         Hint(

@@ -17,19 +17,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sendchannel import errors
 from sendchannel._answers import Rule, first, table, when
 from sendchannel._http import HttpAnswer
-from sendchannel.errors import (
-    AuthenticationError,
-    DeliveryUnknownError,
-    MessageRejectedError,
-    PermanentError,
-    QuotaExceededError,
-    SenderNotAllowedError,
-    SendError,
-    ThrottledError,
-    TransientError,
-)
 
 __all__ = ["RECIPIENT_CODES", "RULES", "answer_error", "describe", "errors_of"]
 
@@ -61,19 +51,22 @@ _REFUSED = "SparkPost refused the request ({shown}): "
 _LATER = "; nothing was sent, try again later."
 
 
-def _limit(error: type[SendError], explain: str, code: str) -> tuple[Rule, Rule]:
+_REJECTED, _TRANSIENT = errors.MessageRejectedError, errors.TransientError
+
+
+def _limit(error: type[errors.SendError], explain: str, code: str) -> tuple[Rule, Rule]:
     word = _LIMIT_CODES[code]
     return when(error, explain, reasons={code}), when(error, explain, code="420", text=rf"\({word}\)")
 
 
-def _code(error: type[SendError], code: str, meaning: str) -> Rule:
+def _code(error: type[errors.SendError], code: str, meaning: str) -> Rule:
     return when(error, _REFUSED + meaning, reasons={code})
 
 
 #: SparkPost's answers, most specific first.
 RULES: tuple[Rule, ...] = (
     when(
-        PermanentError,
+        errors.PermanentError,
         "SparkPost refused the transmission ({shown}): its Idempotency-Key (the Message-ID {message_id}) "
         "was used in the last 24 hours for a different transmission, so it was not sent again. A changed "
         "message needs a new message_id (leave it out to have one generated).",
@@ -81,38 +74,38 @@ RULES: tuple[Rule, ...] = (
         reasons={"1600"},
     ),
     when(
-        TransientError,
+        errors.TransientError,
         "SparkPost is still working on an earlier request with the same Idempotency-Key (the Message-ID "
         "{message_id}) ({shown}); nothing more was sent. Try again shortly: SparkPost then replays the "
         "first answer.",
         code="409",
         reasons={"1601"},
     ),
-    *_limit(ThrottledError, _HOURLY, "2101"),
-    *_limit(QuotaExceededError, _PERIODIC, "2102"),
-    *_limit(QuotaExceededError, _PERIODIC, "2105"),
-    *_limit(QuotaExceededError, _SANDBOX, "2103"),
+    *_limit(errors.ThrottledError, _HOURLY, "2101"),
+    *_limit(errors.QuotaExceededError, _PERIODIC, "2102"),
+    *_limit(errors.QuotaExceededError, _PERIODIC, "2105"),
+    *_limit(errors.QuotaExceededError, _SANDBOX, "2103"),
     when(
-        QuotaExceededError,
+        errors.QuotaExceededError,
         "SparkPost says a sending limit of this account is spent ({shown}); " + _NOTHING + ". Check the "
         "limits on the SparkPost dashboard.",
         code="420",
     ),
     when(
-        ThrottledError,
+        errors.ThrottledError,
         "SparkPost asked to slow down ({shown}); nothing was sent. Wait {wait:g} seconds before the next "
         "request, and declare the account's limits with limits= so a Throttler spaces the sends.",
         code="429",
     ),
     when(
-        AuthenticationError,
+        errors.AuthenticationError,
         "SparkPost did not accept the API key ({shown}). It may be mistyped, deleted or made for the other "
         "region: US and EU accounts are separate (region='us' for app.sparkpost.com, region='eu' for "
         "app.eu.sparkpost.com).",
         code="401",
     ),
     when(
-        AuthenticationError,
+        errors.AuthenticationError,
         "SparkPost accepted the API key but not for {reading} ({shown}): the key lacks the 'Sending "
         "Domains: Read-only' permission. Add it under Account > API Keys in the SparkPost app; sending may "
         "still work without it.",
@@ -120,14 +113,14 @@ RULES: tuple[Rule, ...] = (
         situations={"read"},
     ),
     when(
-        AuthenticationError,
+        errors.AuthenticationError,
         "SparkPost accepted the API key but not for sending ({shown}): the key lacks the 'Transmissions: "
         "Read/Write' permission. Add it under Account > API Keys in the SparkPost app, or use a key that "
         "has it.",
         code="403",
     ),
     *(
-        when(AuthenticationError, explain, reasons={"1100"}, situations=situations)
+        when(errors.AuthenticationError, explain, reasons={"1100"}, situations=situations)
         for explain, situations in (
             (
                 "SparkPost accepted the API key but not for {reading} ({shown}): the key lacks the 'Sending "
@@ -144,69 +137,74 @@ RULES: tuple[Rule, ...] = (
         )
     ),
     when(
-        SenderNotAllowedError,
+        errors.SenderNotAllowedError,
         "SparkPost refused to send from {domain} ({shown}): the domain is restricted. Contact SparkPost "
         "support to have it authorised, or send from another verified domain.",
         reasons={"7000"},
         situations={"send"},
     ),
     when(
-        SenderNotAllowedError,
+        errors.SenderNotAllowedError,
         "SparkPost refused to send as {sender} ({shown}): {domain} is not a configured and verified sending "
         "domain of this account. Add and verify {domain} under Sending Domains in the SparkPost app (a DKIM "
         "or CNAME record), or send from a domain that is verified.",
         reasons={"7001"},
         situations={"send"},
     ),
-    when(SenderNotAllowedError, "SparkPost refused the sending domain ({shown}).", reasons={"7000", "7001"}),
-    _code(MessageRejectedError, "1300", "SparkPost found data it does not accept in the transmission; the "
-          "reply names the field."),
-    _code(MessageRejectedError, "1305", "SparkPost could not read the transmission as UTF-8."),
-    _code(MessageRejectedError, "1400", "SparkPost says a required field of the transmission is missing."),
-    _code(TransientError, "1502", "SparkPost's servers are short of resources" + _LATER),
-    _code(TransientError, "1900", "SparkPost's message generation is not available at the moment" + _LATER),
-    _code(MessageRejectedError, "1901", "SparkPost could not generate the message from its MIME; check the "
-          "content and attachments."),
-    _code(MessageRejectedError, "1910", "message generation is not configured for this SparkPost account."),
-    _code(MessageRejectedError, "3000", "SparkPost found template syntax it cannot parse in the message."),
-    _code(MessageRejectedError, "3001", "SparkPost could not render the template syntax in the message."),
-    _code(MessageRejectedError, "3002", "SparkPost does not accept one of the message's headers."),
-    _code(MessageRejectedError, "3010", "SparkPost could not build the message's MIME."),
-    _code(MessageRejectedError, "3020", "SparkPost could not parse the message's MIME."),
     when(
-        TransientError,
+        errors.SenderNotAllowedError,
+        "SparkPost refused the sending domain ({shown}).",
+        reasons={"7000", "7001"},
+    ),
+    _code(_REJECTED, "1300", "SparkPost found data it does not accept in the transmission; the "
+          "reply names the field."),
+    _code(_REJECTED, "1305", "SparkPost could not read the transmission as UTF-8."),
+    _code(_REJECTED, "1400", "SparkPost says a required field of the transmission is missing."),
+    _code(_TRANSIENT, "1502", "SparkPost's servers are short of resources" + _LATER),
+    _code(_TRANSIENT, "1900", "SparkPost's message generation is not available at the moment" + _LATER),
+    _code(_REJECTED, "1901", "SparkPost could not generate the message from its MIME; check the "
+          "content and attachments."),
+    _code(_REJECTED, "1910", "message generation is not configured for this SparkPost account."),
+    _code(_REJECTED, "3000", "SparkPost found template syntax it cannot parse in the message."),
+    _code(_REJECTED, "3001", "SparkPost could not render the template syntax in the message."),
+    _code(_REJECTED, "3002", "SparkPost does not accept one of the message's headers."),
+    _code(_REJECTED, "3010", "SparkPost could not build the message's MIME."),
+    _code(_REJECTED, "3020", "SparkPost could not parse the message's MIME."),
+    when(
+        errors.TransientError,
         "SparkPost is not accepting requests at the moment ({shown}); nothing was sent. Try again shortly.",
         code="503",
     ),
     when(
-        DeliveryUnknownError,
+        errors.DeliveryUnknownError,
         "SparkPost answered {shown} after receiving the transmission, so it may or may not have been sent "
         "(Message-ID {message_id}). {unknown_advice}",
         code="5xx",
         situations={"send"},
     ),
-    when(TransientError, "SparkPost failed to answer the request ({shown}); try again later.", code="5xx"),
+    when(_TRANSIENT, "SparkPost failed to answer the request ({shown}); try again later.", code="5xx"),
     when(
-        PermanentError,
+        errors.PermanentError,
         "SparkPost answered {shown} for {where}: base_url must be the API root including /api/v1, like "
         "https://api.sparkpost.com/api/v1.",
         code="404",
     ),
     when(
-        MessageRejectedError,
+        errors.MessageRejectedError,
         "The transmission is larger than SparkPost accepts ({shown}; content is limited to 20 MB); send "
         "large files as links instead of attachments.",
         code="413",
     ),
     when(
-        MessageRejectedError,
+        errors.MessageRejectedError,
         "SparkPost refused the transmission ({shown}); the reply says what it did not accept.",
         code="400,422",
         situations={"send"},
     ),
 )
 _FALLBACK = when(
-    PermanentError, "SparkPost refused the request ({shown}); check the channel's base_url and options."
+    errors.PermanentError,
+    "SparkPost refused the request ({shown}); check the channel's base_url and options.",
 )
 __doc__ = (__doc__ or "").replace("{table}", table(RULES))
 _KNOWN_CODES = frozenset(code for rule in RULES for code in rule.reasons or ())
@@ -254,18 +252,18 @@ def _iso(timestamp: float) -> str:
 
 def answer_error(
     answer: HttpAnswer,
-    errors: list[tuple[str | None, str]],
+    listed: list[tuple[str | None, str]],
     *,
     now: float,
     redact: Callable[[str], str],
     where: str,
     context: Mapping[str, str],
-) -> SendError:
+) -> errors.SendError:
     """The error for a SparkPost answer that is not a success.
 
     Args:
         answer: The answer.
-        errors: Its ``errors`` as (code, text) pairs.
+        listed: Its ``errors`` as (code, text) pairs.
         now: The wall clock, for Retry-After dates and limit resets.
         redact: Removes the key from text.
         where: The URL, redacted.
@@ -273,14 +271,14 @@ def answer_error(
             ``message_id``, ``sender``, ``domain``, ``reading``, ``unknown_advice``.
     """
     status = answer.status
-    reply = "; ".join(text for _, text in errors) or redact(answer.reason)
-    if not errors and answer.body and not answer.body.lstrip().startswith(b"{"):
+    reply = "; ".join(text for _, text in listed) or redact(answer.reason)
+    if not listed and answer.body and not answer.body.lstrip().startswith(b"{"):
         reply = f"{reply}: {redact(answer.text.strip())}".strip(": ")
-    codes = [c for c, _ in errors if c is not None]
+    codes = [c for c, _ in listed if c is not None]
     known = next((c for c in codes if c in _KNOWN_CODES), None)
     code = known or next(iter(codes), None)
     shown = f"{status} {reply}".strip()
-    if not errors and answer.is_page:
+    if not listed and answer.is_page:
         # An HTML page (a proxy's or a load balancer's): its words, in parentheses, not its markup.
         shown = f"{status} {redact(answer.reason)} ({redact(answer.page_words())})"
     situation = context.get("situation", "send")
@@ -298,12 +296,12 @@ def answer_error(
         resumes = _next_boundary(now, "hourly")
         fields["resumes"] = _iso(resumes)
         retry_after = resumes - now
-    elif word in ("daily", "monthly") and rule.error is QuotaExceededError:
+    elif word in ("daily", "monthly") and rule.error is errors.QuotaExceededError:
         resets = _next_boundary(now, word)
         fields.update(resets=_iso(resets), period="day" if word == "daily" else "month")
         kwargs["resets_at"] = resets
         retry_after = resets - now
-    if issubclass(rule.error, TransientError) or "resets_at" in kwargs:
+    if issubclass(rule.error, errors.TransientError) or "resets_at" in kwargs:
         kwargs["retry_after"] = retry_after
     return rule.error(rule.explain.format_map(_Fields(fields)), **kwargs)
 

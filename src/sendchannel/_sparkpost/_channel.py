@@ -199,7 +199,7 @@ class SparkpostChannel(BaseChannel):
         }
         if literal is not None:
             body["substitution_data"] = dict(BRACE_DATA)
-        return json.dumps(body).encode("ascii")
+        return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     async def _send(self, message: Message) -> SendResult:
         answer = await self._request(

@@ -51,12 +51,22 @@ def escape_template_syntax(text: str) -> str:
     return _BRACE_RUN_RE.sub(_escape_run, text)
 
 
+def _any_template_syntax(message: Message) -> bool:
+    """Whether "{{" or "}}" appears anywhere SparkPost would read it (addresses, names, texts, headers)."""
+    texts = [message.sender, *message.to, *message.cc, *message.reply_to, *message.headers.values()]
+    texts += [message.subject or "", message.text or "", message.html or "", message.message_id]
+    texts += [a.display_name or "" for f in ("sender", "to", "cc", "reply_to") for a in message.parsed(f)]
+    return any("{{" in text or "}}" in text for text in texts)
+
+
 def literal_message(message: Message) -> Message | None:
     """A copy of ``message`` whose template syntax SparkPost renders as written, or None when it has none.
 
     Raises:
         InvalidMessageError: "{{" or "}}" in an address or the Message-ID, which cannot be escaped.
     """
+    if not _any_template_syntax(message):
+        return None  # the usual case, found with one pass over the message's own strings
     for field in ("sender", "to", "cc", "reply_to"):
         for address in message.parsed(field):
             if _has_template_syntax(address.addr_spec):
