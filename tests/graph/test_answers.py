@@ -85,6 +85,8 @@ ROWS = [
     Row("502-html-page", Answer(502, raw=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
         headers={"Content-Type": "text/html"}), TransientError, r"failed for now \(502 502 Bad Gateway\)"),
     Row("502", BAD_GATEWAY, TransientError, r"failed for now"),
+    Row("504-plain-text", Answer(504, raw=b"upstream timed out", headers={"Content-Type": "text/plain"}),
+        TransientError, r"failed for now \(504 upstream timed out\)"),
     Row("unknown-mailbox", error(404, "ErrorInvalidUser", "The requested user 'x' is invalid."),
         SenderNotAllowedError, r"no mailbox alice@contoso\.com"),
     Row("other-4xx", error(409, "ErrorIrresolvableConflict", "Conflict."), PermanentError,

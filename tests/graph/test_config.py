@@ -177,3 +177,14 @@ def test_a_client_secret_with_a_delegated_url_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="a client secret is for an application URL") as caught:
         channel_from_url("msgraph://alice@contoso.com?client_id=APP", client_secret=sentinels.CLIENT_SECRET)
     assert [] == sentinels.leaked(str(caught.value))
+
+
+def test_an_override_the_channel_does_not_take_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unexpected keyword argument 'colour'"):
+        channel_from_url("msgraph://alice@contoso.com", token_provider=Tokens(), colour="blue")
+
+
+def test_an_application_url_with_a_token_provider_needs_no_secret() -> None:
+    channel = channel_from_url("msgraph://APP@tenant?domains=contoso.com", token_provider=Tokens())
+    assert isinstance(channel, Office365GraphChannel)
+    assert ("contoso.com",) == channel.domains

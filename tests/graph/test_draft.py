@@ -4,6 +4,7 @@ every attachment byte-identical, the chunks within Graph's rules, the upload URL
 from __future__ import annotations
 
 import base64
+import json
 import random
 
 import pytest
@@ -16,11 +17,13 @@ from sendchannel import (
     Message,
     MessageRejectedError,
     Office365GraphChannel,
+    PermanentError,
+    TransientError,
 )
 from sendchannel._graph._submission import CHUNK, MAX_REQUEST, UPLOAD_ABOVE
 from tests import sentinels
 from tests.graph.conftest import ALICE, Tokens
-from tests.graph.server import CHUNK_UNIT, DROP, GraphDouble
+from tests.graph.server import CHUNK_UNIT, DROP, Answer, GraphDouble, error
 
 MB = 1024 * 1024
 
@@ -169,3 +172,69 @@ async def test_an_application_channel_makes_the_draft_in_the_senders_mailbox(gra
                                    attachments=[Attachment("a.bin", _bytes(5 * MB, 12))]))
     assert graph.received[0].path == "/v1.0/users/bob@contoso.com/messages"
     assert "bob@contoso.com" == graph.delivered[0].mailbox
+
+
+async def test_small_inline_images_that_do_not_fit_the_draft_keep_their_content_id(
+    readwrite: GraphDouble, alice: Office365GraphChannel
+) -> None:
+    images = [
+        Attachment(f"i{n}.png", _bytes(1_500_000, 20 + n), "image/png", inline=True, content_id=f"i{n}@x")
+        for n in range(3)
+    ]
+    await alice.send(Message(ALICE, ["bob@fabrikam.com"], html="<p>pictures</p>", attachments=images))
+    [draft] = [r for r in readwrite.received if r.path.endswith("/attachments")][:1]
+    added = json.loads(draft.body)
+    assert (True, "image/png") == (added["isInline"], added["contentType"])
+    assert added["contentId"] in {"i0@x", "i1@x", "i2@x"}
+    arrived = {name: data for name, _kind, data in readwrite.delivered[0].attachments}
+    assert {a.filename: a.content for a in images} == arrived
+
+
+async def test_an_attachment_whose_json_would_pass_4_mb_goes_through_an_upload_session(
+    readwrite: GraphDouble, alice: Office365GraphChannel
+) -> None:
+    """Just under 3 MiB: small enough for the draft's packing, too large as a fileAttachment in JSON."""
+    near = _bytes(UPLOAD_ABOVE - 20, 30)
+    other = _bytes(2_000_000, 31)
+    await alice.send(Message(ALICE, ["bob@fabrikam.com"], text="x",
+                             attachments=[Attachment("near.bin", near), Attachment("other.bin", other)]))
+    [upload] = readwrite.uploads.values()
+    assert ("near.bin", len(near)) == (upload.item["name"], upload.item["size"])
+    arrived = {name: data for name, _kind, data in readwrite.delivered[0].attachments}
+    assert {"near.bin": near, "other.bin": other} == arrived
+
+
+@pytest.mark.parametrize(
+    ("on", "answer", "says"),
+    [
+        ("/me/messages", Answer(201, body={"isDraft": True}), "made a draft .* but its answer has no id"),
+        ("/createUploadSession", Answer(201, body={"expirationDateTime": "2030-01-01T00:00:00Z"}),
+         "without an upload URL"),
+        ("/upload/s2", error(400, "InvalidContentRange", "The Content-Range header is malformed."),
+         "refused the message"),
+    ],
+    ids=["draft-without-id", "session-without-url", "chunk-refused"],
+)
+async def test_a_draft_path_answer_graph_should_not_give_fails_before_sending(
+    readwrite: GraphDouble, alice: Office365GraphChannel, on: str, answer: Answer, says: str
+) -> None:
+    readwrite.script(answer, on=on)
+    message = Message(ALICE, ["bob@fabrikam.com"], text="x",
+                      attachments=[Attachment("a.bin", _bytes(5 * MB, 32))])
+    with pytest.raises(PermanentError, match=says) as caught:
+        await alice.send(message)
+    assert [] == sentinels.leaked(str(caught.value) + repr(caught.value) + str(caught.value.reply))
+    assert [] == readwrite.delivered
+    assert [] == readwrite.requests_to("/send")
+
+
+async def test_a_draft_that_cannot_be_deleted_leaves_the_first_error_standing(
+    readwrite: GraphDouble, alice: Office365GraphChannel
+) -> None:
+    readwrite.script(error(500, "InternalServerError", "Upload failed."), on="/upload/s2")
+    readwrite.script(DROP, times=2, on="AAMkAD0001=")  # the DELETE of the draft
+    message = Message(ALICE, ["bob@fabrikam.com"], text="x",
+                      attachments=[Attachment("a.bin", _bytes(5 * MB, 33))])
+    with pytest.raises(TransientError, match="failed for now"):
+        await alice.send(message)
+    assert [] == readwrite.deleted

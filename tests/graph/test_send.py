@@ -178,3 +178,29 @@ async def test_a_reply_that_is_not_http_is_an_unknown_outcome_whose_cause_keeps_
         await alice.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
     cause = caught.value.__cause__
     assert [] == sentinels.leaked(f"{cause!r} {cause}")
+
+
+async def test_a_token_providers_own_send_error_passes_through_unchanged(graph: GraphDouble) -> None:
+    refused = AuthenticationError("Microsoft refused the token request (invalid_grant: ...); sign in again.")
+
+    async def revoked() -> str:
+        raise refused
+
+    channel = Office365GraphChannel(ALICE, token_provider=revoked, base_url=graph.url, name="alice-graph")
+    async with channel:
+        with pytest.raises(AuthenticationError) as caught:
+            await channel.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
+    assert refused is caught.value
+    assert "alice-graph" == caught.value.channel
+    assert [] == graph.received
+
+
+async def test_a_token_provider_returning_no_string_is_an_authentication_error(graph: GraphDouble) -> None:
+    async def nothing() -> str:
+        return None  # type: ignore[return-value]
+
+    channel = Office365GraphChannel(ALICE, token_provider=nothing, base_url=graph.url)
+    async with channel:
+        with pytest.raises(AuthenticationError, match="returned NoneType instead of an access token"):
+            await channel.send(Message(ALICE, ["x@fabrikam.com"], text="hi"))
+    assert [] == graph.received

@@ -97,3 +97,9 @@ async def test_device_code_prompts_once_then_uses_the_token_cache_file(
 def test_a_token_that_is_not_a_jwt_has_an_unknown_grant() -> None:
     assert "unknown" == read_grant(sentinels.TOKEN).kind
     assert "unknown" == read_grant("a.b.c").kind
+
+
+def test_a_jwt_with_neither_roles_nor_scp_has_an_unknown_grant() -> None:
+    from tests.graph.server import jwt
+
+    assert "unknown" == read_grant(jwt({"aud": "https://graph.microsoft.com"})).kind
