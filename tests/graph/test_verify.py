@@ -125,3 +125,21 @@ async def test_cli_info_shows_the_scope_difference_between_the_two_forms() -> No
     assert "Shareable: yes" in application.stdout
     assert "30 messages per minute" in delegated.stdout
     assert "at most 4 concurrent connections" in application.stdout
+
+
+async def test_cli_send_through_an_application_url_gets_an_msal_token_and_reaches_graph(
+    entra: GraphEntraDouble, ca_file: str, tmp_path: Path, graph: GraphDouble
+) -> None:
+    """The whole path a user takes: a URL, msal's client credentials at Entra, then Graph's sendMail."""
+    url = (f"msgraph://{CLIENT_ID}@contoso.onmicrosoft.com?domains=contoso.com"
+           f"&authority={entra.authority}&base_url={graph.url}")
+    run = await cli("send", url, "--from", "Sales <sales@contoso.com>", "--to", "bob@fabrikam.com",
+                    "--bcc", "audit@contoso.com", "--subject", "Offer", "--text", "Hello",
+                    env={**_env(entra, ca_file, tmp_path), "SENDCHANNEL_PASSWORD": sentinels.CLIENT_SECRET})
+    assert 0 == run.code, run.output
+    [request] = graph.received
+    assert "/v1.0/users/sales@contoso.com/sendMail" == request.path
+    [delivered] = graph.delivered
+    assert ["bob@fabrikam.com", "audit@contoso.com"] == delivered.recipients
+    assert "Offer" == delivered.header("Subject")
+    assert ["client_credentials"] == entra.grants
