@@ -188,3 +188,11 @@ def test_an_application_url_with_a_token_provider_needs_no_secret() -> None:
     channel = channel_from_url("msgraph://APP@tenant?domains=contoso.com", token_provider=Tokens())
     assert isinstance(channel, Office365GraphChannel)
     assert ("contoso.com",) == channel.domains
+
+
+def test_domains_given_as_an_override_make_an_application_url() -> None:
+    channel = channel_from_url(
+        "msgraph://APP@tenant", domains=["contoso.com"], client_secret=sentinels.CLIENT_SECRET
+    )
+    assert isinstance(channel, Office365GraphChannel)
+    assert (False, ("contoso.com",)) == (channel.delegated, channel.domains)

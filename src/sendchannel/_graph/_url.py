@@ -45,7 +45,7 @@ def from_url(url: urllib.parse.SplitResult, **overrides: Any) -> Office365GraphC
     authority = options.pop("authority", None)
     msal_options: dict[str, Any] = {} if authority is None else {"instance_discovery": False}
     kwargs: dict[str, Any] = {k: options.pop(k) for k in ("base_url", "timeout") if k in options}
-    application = "domains" in options or url.password is not None
+    application = "domains" in options or "domains" in overrides or url.password is not None
     if not application and client_secret is not None and "token_provider" not in overrides:
         raise ConfigurationError(
             f"{shown}: a client secret is for an application URL "
