@@ -207,3 +207,29 @@ async def test_session_is_made_in_the_running_loop_and_closed_with_the_client(se
     await http.aclose()
     await http.aclose()  # closing twice is harmless
     assert http.closed
+
+
+async def test_an_unreadable_answer_chains_nothing_that_shows_the_request_headers() -> None:
+    """aiohttp's ClientResponseError holds the request's headers (Authorization included) in its repr."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    http = client(redact=Redactor([sentinels.API_KEY]))
+    try:
+        with pytest.raises(DeliveryUnknownError) as caught:
+            await http.request(
+                "POST", f"http://127.0.0.1:{port}/send", body=b"{}", delivers=True,
+                headers={"Authorization": sentinels.API_KEY},
+            )
+    finally:
+        await http.aclose()
+        listener.close()
+        await listener.wait_closed()
+    assert caught.value.__cause__ is None
+    assert sentinels.API_KEY not in repr(caught.value) + str(caught.value)

@@ -113,3 +113,15 @@ async def test_the_layers_pass_idempotent_through(channel: SparkpostChannel) -> 
     assert FailoverChannel([channel, Throttler(channel)]).idempotent
     assert not FailoverChannel([channel, FakeChannel()]).idempotent
     assert not Retrying(FakeChannel()).idempotent
+
+
+async def test_an_idempotency_answer_to_a_read_still_explains_itself(
+    server: SparkpostServer, channel: SparkpostChannel
+) -> None:
+    """A 409 1601 to verify() (no message, so no Message-ID to name) is still a readable TransientError."""
+    server.script(Answer(409, error_body("a request with this idempotency key is in progress", "1601")))
+
+    with pytest.raises(TransientError, match="still working on an earlier request") as caught:
+        await channel.verify()
+
+    assert "{" not in str(caught.value)

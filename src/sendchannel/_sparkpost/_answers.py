@@ -310,4 +310,5 @@ class _Fields(dict[str, Any]):
     """Format fields; one an explanation names but the situation lacks reads as a plain phrase."""
 
     def __missing__(self, key: str) -> str:
-        return {"resumes": "the next hour", "resets": "the next reset", "period": "period"}.get(key, key)
+        named = {"resumes": "the next hour", "resets": "the next reset", "period": "period"}
+        return named.get(key, "of the request" if key == "message_id" else key)

@@ -179,13 +179,13 @@ class SparkpostChannel(BaseChannel):
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def _transmission(self, message: Message) -> bytes:
-        """The JSON body of ``POST /transmissions`` for ``message``."""
+    def _transmission(self, message: Message, recipients_of: Sequence[str] | None = None) -> bytes:
+        """The JSON body of ``POST /transmissions`` for ``message`` (``recipients_of``: its recipients)."""
         literal = literal_message(message)
         mime = (literal or message).as_bytes().decode("utf-8")
         header_to = ",".join(a.addr_spec for a in message.parsed("to"))
         recipients = []
-        for address in message.recipients:
+        for address in message.recipients if recipients_of is None else recipients_of:
             entry: dict[str, str] = {"email": address}
             # SparkPost builds a To header from header_to (or from the recipient's own address) when it
             # generates one: point every copy, Bcc included, at the real To list.
@@ -202,13 +202,14 @@ class SparkpostChannel(BaseChannel):
         return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
     async def _send(self, message: Message) -> SendResult:
-        answer = await self._request(
-            "POST", "/transmissions", self._transmission(message), **{"Idempotency-Key": message.message_id}
-        )
-        body = answer.json()
-        results = body.get("results") if isinstance(body, dict) else None
-        errors = errors_of(body, self._redact)
-        if {code for code, _ in errors} & RECIPIENT_CODES:
+        recipients = message.recipients
+        body = self._transmission(message, recipients)
+        key = {"Idempotency-Key": message.message_id}
+        answer = await self._request("POST", "/transmissions", body, **key)
+        data = answer.json()
+        results = data.get("results") if isinstance(data, dict) else None
+        errors = errors_of(data, self._redact)
+        if errors and {code for code, _ in errors} & RECIPIENT_CODES:
             self._refused(message, answer.status, errors, results)
         if answer.status == 200 and isinstance(results, dict) and results.get("id") is not None:
             if answer.headers.get("x-idempotent-replayed", "").lower() == "true":
@@ -217,7 +218,7 @@ class SparkpostChannel(BaseChannel):
                     message.message_id,
                     results.get("id"),
                 )
-            return self._accepted(message, results)
+            return self._accepted(message, results, recipients)
         if answer.status == 200:
             raise DeliveryUnknownError(
                 "SparkPost answered 200 but not with a transmission id "
@@ -236,10 +237,18 @@ class SparkpostChannel(BaseChannel):
             domain=sender.domain,
         )
 
-    def _accepted(self, message: Message, results: Mapping[str, Any]) -> SendResult:
+    def _accepted(
+        self, message: Message, results: Mapping[str, Any], recipients: tuple[str, ...]
+    ) -> SendResult:
         """The result of a 200 answer: rcpt_to_errors become ``rejected``; all refused raises."""
-        recipients = message.recipients
         listed = results.get("rcpt_to_errors") or ()
+        if not listed and results.get("total_accepted_recipients") != 0:
+            return SendResult(
+                message_id=message.message_id,
+                provider_id=str(results["id"]),
+                accepted=recipients,
+                channel=self.name,
+            )
         refusals = [describe(e, self._redact) for e in listed if isinstance(e, dict)]
         accepted_count = results.get("total_accepted_recipients")
         rejected, unattributed = attribute(recipients, refusals)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sendchannel._address import idna_domain
+from sendchannel._http import check_base_url
 from sendchannel._sparkpost import SPARKPOST
 from sendchannel._urls import read_options, redact_url
 from sendchannel.errors import ConfigurationError
@@ -21,9 +22,6 @@ US_API = "https://api.sparkpost.com/api/v1"
 #: The API root of SparkPost EU (a separate service: its accounts and keys do not work in the US).
 EU_API = "https://api.eu.sparkpost.com/api/v1"
 _REGIONS = {"us": US_API, "eu": EU_API}
-
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
 
 def domains_of(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
@@ -67,24 +65,7 @@ def api_root(region: str, base_url: str | None) -> str:
                 "(app.eu.sparkpost.com), or give base_url= for an Enterprise endpoint"
             )
         return _REGIONS[region.lower()]
-    if not isinstance(base_url, str):
-        raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
-    parts = urllib.parse.urlsplit(base_url.strip())
-    shown = redact_url(parts)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(
-            f"base_url {shown!r} is not an http(s) URL; give the API root, like {US_API}"
-        )
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
-        raise ConfigurationError(
-            f"base_url {shown!r} uses plain http, which would send the API key unencrypted; use https "
-            "(plain http is accepted only for servers on this machine, such as a test server)"
-        )
-    if parts.path.strip("/") == "":
-        raise ConfigurationError(
-            f"base_url {shown!r} has no path; it is the API root including /api/v1, like {US_API}"
-        )
-    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/"), query="", fragment=""))
+    return check_base_url(base_url, example=f"{US_API} (including /api/v1)", exposes="the API key")
 
 
 
