@@ -27,11 +27,23 @@ from sendchannel.errors import (
     PermanentError,
 )
 from tests import sentinels
-from tests.http.conftest import LocalServer
+from tests.http.conftest import Handler, LocalServer
 
 
 def client(timeout: float = 5.0, **kwargs: object) -> HttpClient:
     return HttpClient(provider="Example", owner="ExampleChannel", timeout=timeout, **kwargs)  # type: ignore[arg-type]
+
+
+def dropping(server: LocalServer) -> Handler:
+    """A handler that reads the request, then closes the connection without answering."""
+
+    async def drop(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        await server.release.wait()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return drop
 
 
 def closed_port() -> int:
@@ -61,13 +73,7 @@ async def test_a_refused_connection_is_connection_lost_whatever_the_request() ->
 async def test_a_connection_dropped_after_the_request_leaves_a_delivery_unknown(
     server: LocalServer,
 ) -> None:
-    async def drop(request: web.Request) -> web.StreamResponse:
-        assert request.transport is not None
-        request.transport.close()
-        await server.release.wait()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    server.handler = drop
+    server.handler = dropping(server)
     http = client()
     with pytest.raises(DeliveryUnknownError, match="may or may not have accepted it <m1>") as caught:
         await http.request("POST", server.url + "/send", body=b"{}", delivers=True, reference=" <m1>")
@@ -77,13 +83,7 @@ async def test_a_connection_dropped_after_the_request_leaves_a_delivery_unknown(
 
 
 async def test_the_same_drop_for_a_read_is_a_lost_connection(server: LocalServer) -> None:
-    async def drop(request: web.Request) -> web.StreamResponse:
-        assert request.transport is not None
-        request.transport.close()
-        await server.release.wait()
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    server.handler = drop
+    server.handler = dropping(server)
     http = client()
     with pytest.raises(ConnectionLostError, match="nothing was changed"):
         await http.request("GET", server.url + "/domains")

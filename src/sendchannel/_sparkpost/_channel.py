@@ -238,9 +238,11 @@ class SparkpostChannel(BaseChannel):
         )
 
     def _accepted(
-        self, message: Message, results: Mapping[str, Any], recipients: tuple[str, ...]
+        self, message: Message, results: Mapping[str, Any], recipients: tuple[str, ...] | None = None
     ) -> SendResult:
         """The result of a 200 answer: rcpt_to_errors become ``rejected``; all refused raises."""
+        if recipients is None:
+            recipients = message.recipients
         listed = results.get("rcpt_to_errors") or ()
         if not listed and results.get("total_accepted_recipients") != 0:
             return SendResult(
