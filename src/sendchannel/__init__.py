@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sendchannel._directory import ChannelDirectory, DirectoryEntry
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail._channel import GmailOAuthChannel
+    from sendchannel._graph._channel import Office365GraphChannel
     from sendchannel._pipeline import pipeline
     from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp._channel import SmtpChannel
@@ -79,6 +80,7 @@ __all__ = [
     "Message",
     "MessageRejectedError",
     "Office365Channel",
+    "Office365GraphChannel",
     "Outcome",
     "PermanentError",
     "QuotaExceededError",

@@ -11,7 +11,7 @@ import re
 
 from sendchannel.errors import InvalidMessageError
 
-__all__ = ["ParsedAddress", "parse_address"]
+__all__ = ["ParsedAddress", "configured_address", "configured_domains", "parse_address"]
 
 # RFC 5322 atext, plus any non-ASCII character (RFC 6531 allows UTF-8 local parts) except the C1 controls,
 # the Unicode line and paragraph separators and lone surrogates: text-based mail parsers split lines at
@@ -144,3 +144,65 @@ def try_parse_address(value: object, *, local_mailboxes: bool = False) -> Parsed
         return parse_address(value, "address", local_mailboxes=local_mailboxes)
     except InvalidMessageError:
         return None
+
+
+# -- addresses and domains in a channel's configuration ---------------------------------------------------
+
+
+def configured_address(value: object, field: str) -> str:
+    """The bare address of a channel option (``address=``, ``send_as=``); ConfigurationError if it is none."""
+    from sendchannel.errors import ConfigurationError
+
+    parsed = try_parse_address(value)
+    if parsed is None:
+        raise ConfigurationError(
+            f"{field} must be an e-mail address such as 'alice@contoso.com', got {value!r}"
+        )
+    return parsed.addr_spec
+
+
+def configured_domains(value: object, *, covers: str) -> tuple[str, ...]:
+    """The lower-case domains of a ``domains=`` option (a sequence, or one string of comma-separated names).
+
+    ``*.example.com`` is kept as written (it covers subdomains). Blank items are dropped and repeats kept
+    once; the result may be empty (the caller says what it needs).
+
+    Args:
+        value: What the user passed.
+        covers: Why an address is the wrong thing, ending the message for one (``"a SparkPost key covers
+            every address at a verified sending domain"``).
+
+    Raises:
+        ConfigurationError: Not a sequence of strings, an address instead of a domain, or not a domain.
+    """
+    from collections.abc import Iterable
+
+    from sendchannel.errors import ConfigurationError
+
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, Iterable):
+        items = value
+    else:
+        raise ConfigurationError(
+            f"domains must be a sequence of domain names such as ['example.com'], got {type(value).__name__}"
+        )
+    domains: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"domains must be strings, got {type(item).__name__}")
+        domain = item.strip().lower()
+        if not domain:
+            continue
+        if "@" in domain:
+            raise ConfigurationError(
+                f"{item!r} in domains is an address; give its domain "
+                f"({domain.rpartition('@')[2]!r}): {covers}"
+            )
+        try:
+            idna_domain(domain.removeprefix("*."))
+        except ValueError as exc:
+            raise ConfigurationError(f"{item!r} in domains is not a domain name: {exc}") from None
+        domains.append(domain)
+    return tuple(dict.fromkeys(domains))

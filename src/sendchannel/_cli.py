@@ -140,7 +140,10 @@ def _secret(url: str, *, connects: bool) -> dict[str, str]:
         has_secret = bool(username) if provider.key_in_user else parts.password is not None
     except ValueError:
         return {}  # channel_from_url explains what is wrong with the URL
-    needs_secret = not has_secret and (provider.credential_required or bool(username))
+    if provider.needs_credential is not None:
+        needs_secret = not has_secret and provider.needs_credential(parts)
+    else:
+        needs_secret = not has_secret and (provider.credential_required or bool(username))
     if not needs_secret:
         return {}
     from_env = os.environ.get(PASSWORD_ENV)

@@ -80,6 +80,8 @@ class Provider:
             asks), rather than only when it names a user.
         options: The URL's query options and the converter of each (a ValueError says what is wrong).
         hints: Advice for ``sendchannel verify``, the first that applies wins.
+        needs_credential: For a scheme where only some URLs need the secret (``msgraph://``: the
+            application form), decides it from the parsed URL instead of ``credential_required``.
     """
 
     scheme: str
@@ -92,6 +94,7 @@ class Provider:
     credential_required: bool = False
     options: Mapping[str, Callable[[str], Any]] = attrs.field(factory=dict, repr=False)
     hints: tuple[Hint, ...] = attrs.field(default=(), repr=False)
+    needs_credential: Callable[[Any], bool] | None = attrs.field(default=None, repr=False)
 
     def load_factory(self) -> Callable[..., Any]:
         """Import the factory and the classes it builds; a missing optional dependency is a

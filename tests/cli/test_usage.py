@@ -73,7 +73,7 @@ async def test_an_unknown_scheme_exits_2_and_lists_the_installed_ones() -> None:
     run = await cli("verify", "mailgun://key@example.com")
     assert 2 == run.code
     assert "Unknown channel URL scheme 'mailgun'" in run.stderr
-    assert "memory, office365, smtp, smtps, sparkpost" in run.stderr
+    assert "memory, msgraph, office365, smtp, smtps, sparkpost" in run.stderr
 
 
 async def test_send_prints_the_result() -> None:

@@ -21,6 +21,7 @@ DESIGN_NAMES = {
     "Limits",
     "SmtpChannel",
     "Office365Channel",
+    "Office365GraphChannel",
     "GmailOAuthChannel",
     "SparkpostChannel",
     "FailoverChannel",
@@ -51,11 +52,11 @@ def test_every_public_name_resolves() -> None:
 
 
 def test_import_is_light() -> None:
-    """``import sendchannel`` imports neither Google's client, httpx, aiohttp, redis nor aiosmtplib."""
+    """``import sendchannel`` imports neither Google's client, httpx, aiohttp, msal, redis nor aiosmtplib."""
     code = (
         "import sys, sendchannel; "
-        "heavy = [m for m in ('googleapiclient', 'google.auth', 'httpx', 'aiohttp', 'redis', 'aiosmtplib', "
-        "'tenacity') if m in sys.modules]; print(heavy)"
+        "heavy = [m for m in ('googleapiclient', 'google.auth', 'httpx', 'aiohttp', 'msal', 'redis', "
+        "'aiosmtplib', 'tenacity') if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert "[]" == out.stdout.strip()
@@ -67,7 +68,8 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 
 
 @pytest.mark.parametrize(("name", "module", "extra"), [("SparkpostChannel", "aiohttp", "sparkpost"),
-                                                       ("GmailOAuthChannel", "googleapiclient", "gmail")])
+                                                       ("GmailOAuthChannel", "googleapiclient", "gmail"),
+                                                       ("Office365GraphChannel", "aiohttp", "msgraph")])
 def test_a_missing_optional_dependency_names_the_extra_to_install(name: str, module: str, extra: str) -> None:
     """As on a machine without the extra: the import fails with the pip command that fixes it."""
     code = (

@@ -3,7 +3,8 @@
 Nothing here is a new mail server: SMTP faults come from :class:`tests.smtp.servers.ScriptedServer` and
 :class:`~tests.smtp.servers.Office365Double`, Gmail faults from :class:`tests.gmail.server.GmailServer`
 (with scripted answers at its token endpoint too), SparkPost faults from
-:class:`tests.sparkpost.server.SparkpostServer` (with TLS when a case needs it). What is added are the
+:class:`tests.sparkpost.server.SparkpostServer` (with TLS when a case needs it), Microsoft Graph faults from
+:class:`tests.graph.server.GraphDouble`. What is added are the
 network faults no server answers with: a port nobody listens on, a port whose listen queue is full (the
 connection never completes), and a bare TCP listener that drops or ignores whoever connects.
 
@@ -31,11 +32,14 @@ from sendchannel import (
     GmailOAuthChannel,
     Message,
     Office365Channel,
+    Office365GraphChannel,
     SmtpChannel,
     SparkpostChannel,
 )
 from tests import sentinels
 from tests.gmail.server import CLIENT_ID, CLIENT_SECRET, GMAIL_SEND, REFRESH_TOKEN, GmailServer
+from tests.graph.server import Answer as GraphAnswer
+from tests.graph.server import GraphDouble
 from tests.smtp.servers import HOST, Certificates, Office365Double, Script, ScriptedServer
 from tests.sparkpost.server import API_KEY, Answer, SparkpostServer
 
@@ -51,6 +55,7 @@ SENDERS = {
     "office365": OFFICE365_ADDRESS,
     "gmail": GMAIL_ADDRESS,
     "sparkpost": "app@example.com",
+    "msgraph": OFFICE365_ADDRESS,
 }
 
 
@@ -502,6 +507,48 @@ async def sparkpost(
         server.stop()
 
 
+# -- Office 365 through Microsoft Graph ----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def graph(
+    env: Env,
+    answer: GraphAnswer | None = None,
+    *,
+    times: int = 4,
+    certificate: str | None = None,
+    port: int | None = None,
+    token: str = sentinels.TOKEN,
+) -> AsyncIterator[Office365GraphChannel]:
+    """The local Graph double answering the next ``times`` requests with ``answer``, and Alice's channel.
+
+    Args:
+        certificate: Serve HTTPS with this certificate (``"trusted"``, ``"untrusted"``, ``"wrong-host"``);
+            the channel trusts the test authority.
+        port: Point the channel at this port instead of the double's (https when ``certificate`` is set).
+        token: The token the channel presents (the double accepts the sentinel token for Alice).
+    """
+    context = env.server_tls(certificate).server_context() if certificate is not None else None
+    with GraphDouble(ssl_context=context) as server:
+        server.grant(sentinels.TOKEN, mailbox=OFFICE365_ADDRESS)
+        if answer is not None:
+            server.script(answer, times=times)
+
+        async def token_provider() -> str:
+            return token
+
+        scheme = "https" if certificate is not None else "http"
+        channel = Office365GraphChannel(
+            OFFICE365_ADDRESS,
+            token_provider=token_provider,
+            base_url=f"{scheme}://{HOST}:{port or server.port}/v1.0",
+            timeout=TIMEOUT,
+            tls_context=env.client_tls if certificate is not None else None,
+        )
+        async with channel:
+            yield channel
+
+
 __all__ = [
     "SENDERS",
     "TIMEOUT",
@@ -513,6 +560,7 @@ __all__ = [
     "full_backlog",
     "gmail",
     "gmail_credentials",
+    "graph",
     "message_for",
     "office365_double",
     "outdated_tls",

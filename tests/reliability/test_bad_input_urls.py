@@ -1,9 +1,10 @@
 """Bad URLs given to channel_from_url: only ConfigurationError comes out, and never a secret.
 
 Arbitrary strings, and near-valid URLs for every scheme (smtp, smtps, office365, gmail, sparkpost,
-memory, unknown ones) with the sentinel password, API key and OAuth secrets in their secret slots: the
-password, the user part of key-only URLs, ``token=``/``password=`` options and inline Gmail credentials.
-The result is a channel whose repr holds no secret, or a ConfigurationError whose text holds none.
+msgraph, memory, unknown ones) with the sentinel password, API key and OAuth secrets in their
+secret slots: the password, the user part of key-only URLs, ``token=``/``password=`` options and
+inline Gmail credentials. The result is a channel whose repr holds no secret, or a ConfigurationError
+whose text holds none.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SCHEMES = [
     "office365",
     "gmail",
     "sparkpost",
+    "msgraph",
     "memory",
     "SMTP",
     "GMail",
@@ -118,6 +120,10 @@ OPTIONS = [
     "local_hostname",
     "recycle_after",
     "max_idle",
+    "client_id",
+    "tenant_id",
+    "cache_path",
+    "authority",
 ]
 VALUES = [
     "none",
@@ -241,6 +247,7 @@ VALID_WITH_SECRETS = [
     f"sparkpost://{sentinels.API_KEY}@eu?domains=example.com",
     f"gmail://alice@example.com?credentials={_encoded(GRANT)}",
     f"memory://bob:{sentinels.PASSWORD}@outbox",
+    f"msgraph://APP:{_encoded(sentinels.CLIENT_SECRET + '/?#@')}@contoso.onmicrosoft.com?domains=contoso.com",
 ]
 
 

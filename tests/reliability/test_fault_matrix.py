@@ -8,8 +8,8 @@ fault, sends (or verifies) through ``Retrying(channel, RetryPolicy(attempts=2))`
 * the retry decision, as Retrying carried it out: "retried" (two attempts), "not retried" (one), or
   "ambiguous" for DeliveryUnknownError (one attempt, and two once ``retry_ambiguous=True``);
 * the message: its first sentence says what happened (the row's pattern), it names the service that
-  failed (the server's address, or Office 365, Gmail, SparkPost), ``error.channel`` is the channel's
-  name, it fits on one line, and no secret is in it.
+  failed (the server's address, or Office 365, Gmail, SparkPost, Microsoft Graph), ``error.channel`` is the
+  channel's name, it fits on one line, and no secret is in it.
 
 ``pytest tests/reliability/test_fault_matrix.py`` prints the tally of cases tried and right per channel
 (see ``conftest.py``).
@@ -46,6 +46,22 @@ from sendchannel._channel import BaseChannel
 from sendchannel.testing import set_testing
 from tests import sentinels
 from tests.gmail.server import google_error
+from tests.graph.server import (
+    ACCESS_DENIED,
+    INVALID_TOKEN,
+    MAILBOX_CONCURRENCY,
+    NOT_REST_ENABLED,
+    REQUEST_TOO_LARGE,
+    SEND_AS_DENIED,
+    SUBMISSION_QUOTA,
+    user_token,
+)
+from tests.graph.server import DROP as GRAPH_DROP
+from tests.graph.server import HANG as GRAPH_HANG
+from tests.graph.server import INTERNAL_ERROR as GRAPH_500
+from tests.graph.server import TOO_MANY_REQUESTS as GRAPH_429
+from tests.graph.server import UNAVAILABLE as GRAPH_503
+from tests.graph.server import Answer as GraphAnswer
 from tests.reliability import rigs
 from tests.reliability.rigs import Env
 from tests.smtp.servers import DROP, STALL
@@ -483,6 +499,74 @@ case("sparkpost", "verify", "5xx (503 1900)", TransientError, RETRIED, r"not ava
      sparkpost(GENERATION_UNAVAILABLE), operation="verify")
 
 
+# -- Office 365 through Microsoft Graph: connect, request, answer, verify ----------------------------------
+
+def msgraph(answer: GraphAnswer | None = None, **options: Any) -> Rig:
+    return functools.partial(rigs.graph, answer=answer, **options)
+
+
+@contextlib.asynccontextmanager
+async def _graph_at(env: Env, how: str) -> AsyncIterator[BaseChannel]:
+    if how == "refused":
+        async with rigs.graph(env, port=rigs.closed_port()) as channel:
+            yield channel
+    elif how == "stall":
+        with rigs.full_backlog() as port:
+            async with rigs.graph(env, port=port) as channel:
+                yield channel
+    else:
+        mode = "drop" if how == "drop" else "stall"
+        async with rigs.bare_listener(mode) as port, rigs.graph(
+            env, certificate="trusted", port=port
+        ) as channel:
+            yield channel
+
+
+GRAPH_COULD_NOT = r"could not complete the request to Microsoft Graph"
+case("msgraph", "connect", "refused connection", ConnectionLostError, RETRIED, GRAPH_COULD_NOT,
+     functools.partial(_graph_at, how="refused"))
+case("msgraph", "connect", "stall past the timeout", ConnectionLostError, RETRIED, GRAPH_COULD_NOT,
+     functools.partial(_graph_at, how="stall"))
+case("msgraph", "connect", "dropped during the TLS handshake", ConnectionLostError, RETRIED, GRAPH_COULD_NOT,
+     functools.partial(_graph_at, how="drop"))
+case("msgraph", "connect", "stall during the TLS handshake", ConnectionLostError, RETRIED, GRAPH_COULD_NOT,
+     functools.partial(_graph_at, how="stall-tls"))
+case("msgraph", "connect", "certificate from an untrusted CA", PermanentError, NOT_RETRIED,
+     r"certificate .* could not be verified", msgraph(certificate="untrusted"))
+case("msgraph", "connect", "certificate for another host name", PermanentError, NOT_RETRIED,
+     r"certificate .* could not be verified", msgraph(certificate="wrong-host"))
+case("msgraph", "request", "dropped connection after the request was written", DeliveryUnknownError,
+     AMBIGUOUS, r"may or may not have accepted", msgraph(GRAPH_DROP))
+case("msgraph", "request", "stall past the timeout after the request was written", DeliveryUnknownError,
+     AMBIGUOUS, rf"did not answer within {WAITED}", msgraph(GRAPH_HANG))
+case("msgraph", "answer", "throttling (429 with Retry-After)", ThrottledError, RETRIED, r"slow down",
+     msgraph(GRAPH_429))
+case("msgraph", "answer", "throttling (503 with Retry-After)", ThrottledError, RETRIED, r"busy",
+     msgraph(GRAPH_503))
+case("msgraph", "answer", "concurrent requests (MailboxConcurrency)", ThrottledError, RETRIED,
+     r"4 requests at once", msgraph(MAILBOX_CONCURRENCY))
+case("msgraph", "answer", "4xx (401 after a fresh token)", AuthenticationError, NOT_RETRIED,
+     r"refused the access token", msgraph(INVALID_TOKEN))
+case("msgraph", "answer", "4xx (403 ErrorAccessDenied)", AuthenticationError, NOT_RETRIED,
+     r"denied sending as", msgraph(ACCESS_DENIED))
+case("msgraph", "answer", "4xx (403 ErrorSendAsDenied)", SenderNotAllowedError, NOT_RETRIED,
+     r"does not let", msgraph(SEND_AS_DENIED))
+case("msgraph", "answer", "4xx (404 MailboxNotEnabledForRESTAPI)", PermanentError, NOT_RETRIED,
+     r"cannot be used through Microsoft Graph", msgraph(NOT_REST_ENABLED))
+case("msgraph", "answer", "4xx (413 request too large)", MessageRejectedError, NOT_RETRIED,
+     r"larger than it accepts", msgraph(REQUEST_TOO_LARGE))
+case("msgraph", "answer", "quota reply (ErrorExceededMessageLimit)", QuotaExceededError, NOT_RETRIED,
+     r"sending limit", msgraph(SUBMISSION_QUOTA))
+case("msgraph", "answer", "5xx (500)", TransientError, RETRIED, r"failed for now", msgraph(GRAPH_500))
+case("msgraph", "answer", "malformed reply (502 HTML)", TransientError, RETRIED, r"failed for now",
+     msgraph(GraphAnswer(502, raw=HTML_502.encode(), headers={"Content-Type": "text/html"})))
+case("msgraph", "verify", "4xx (token without Mail.Send)", AuthenticationError, NOT_RETRIED,
+     r"lacks the Mail\.Send permission", msgraph(token=user_token(rigs.OFFICE365_ADDRESS, "Mail.Read")),
+     operation="verify")
+case("msgraph", "verify", "4xx (token not for Graph)", AuthenticationError, NOT_RETRIED,
+     r"not a Microsoft Graph token", msgraph(), operation="verify")
+
+
 # -- the test ------------------------------------------------------------------------------------------------
 
 #: What a message must name so that the reader knows which service failed.
@@ -491,6 +575,7 @@ SERVICE = {
     "office365": r"Office 365|127\.0\.0\.1:\d+",
     "gmail": r"Gmail|Google",
     "sparkpost": r"SparkPost",
+    "msgraph": r"Microsoft Graph|Office 365|Exchange Online",
 }
 _SENTENCE_END = re.compile(r"[.!?]\s+(?=[A-Z])")
 

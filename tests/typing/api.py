@@ -19,6 +19,7 @@ from sendchannel import (
     MemoryStore,
     Message,
     Office365Channel,
+    Office365GraphChannel,
     Outcome,
     Rate,
     Retrying,
@@ -80,6 +81,22 @@ def layers() -> None:
     assert_type(channel_from_url("memory://"), Channel)
     assert_type(sendchannel.schemes(), list[str])
     assert_type(VirtualClock().now(), float)
+
+
+async def graph() -> None:
+    tokens = Office365GraphChannel.token_from_client_credentials(
+        tenant_id="contoso.onmicrosoft.com", client_id="app", client_secret="secret"
+    )
+    app = Office365GraphChannel(domains=["contoso.com"], token_provider=tokens)
+    assert_type(app.scope.shareable, bool)
+    assert_type(app.delegated, bool)
+    user = Office365GraphChannel(
+        "alice@contoso.com",
+        token_provider=Office365GraphChannel.token_from_device_code(client_id="app", cache_path="cache.json"),
+    )
+    async with user:
+        await user.verify()
+        assert_type(await user.send(Message("alice@contoso.com", ["b@example.com"])), SendResult)
 
 
 def errors(error: SendError) -> None:

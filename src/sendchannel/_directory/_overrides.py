@@ -132,7 +132,7 @@ def _cannot_prompt(instruction: str) -> None:
 
 def _device_code_provider(state: dict[str, Any]) -> Any:
     """The device-code token provider rebuilt with its stored token cache; it never prompts."""
-    from sendchannel._smtp._office365 import DeviceCodeTokenProvider
+    from sendchannel._entra import DeviceCodeTokenProvider
 
     options = dict(_decode_value(state["options"]))
     if state.get("app_scope") is not None:  # the providers shared with Graph name their app-only scope

@@ -215,12 +215,16 @@ class FakeChannel(BaseChannel):
 
         Args:
             provider: A channel class such as ``Office365Channel`` (its ``scope_kind``,
-                ``default_limits`` and ``provider_name`` class attributes are read).
+                ``default_limits`` and ``provider_name`` class attributes are read; a
+                ``scope_kind_for(identity)`` class method, where the provider has one, decides the kind).
             identity: The address (per-address) or domain (per-domain) the scope covers; defaults to
                 ``"fake@example.com"`` or ``"example.com"``.
             overrides: FakeChannel's own arguments (``scope=``, ``limits=``, ``name=``, ...).
         """
         kind: ScopeKind = getattr(provider, "scope_kind", ScopeKind.UNRESTRICTED)
+        kind_for = getattr(provider, "scope_kind_for", None)
+        if callable(kind_for):  # a provider whose kind depends on the identity (Graph: mailbox or domain)
+            kind = kind_for(identity)
         provider_name = getattr(provider, "provider_name", None)
         if "scope" not in overrides:
             if kind is ScopeKind.PER_ADDRESS:
