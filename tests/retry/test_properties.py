@@ -210,11 +210,18 @@ def test_failover_never_delivers_to_a_recipient_twice_and_reports_who_accepted(
         assert len(got) == len(set(got)), got
     if isinstance(outcome, SendResult):
         if not unknown_deliveries:
-            assert sorted(got) == sorted(outcome.accepted)
+            # retry_ambiguous may repeat a copy (that is what it allows), never leave one unreported
+            if ambiguous:
+                assert set(got) == set(outcome.accepted)
+            else:
+                assert sorted(got) == sorted(outcome.accepted)
         assert set(outcome.accepted).isdisjoint(outcome.rejected)
         assert set(sent.recipients) == set(outcome.accepted) | set(outcome.rejected)
     elif not unknown_deliveries:
-        assert [] == got
+        # A later channel failed after an earlier one accepted some recipients (their 452 sent the rest on):
+        # the error names everyone who already has the message, so nobody gets it again unknowingly.
+        for address in set(got):
+            assert address in str(outcome), (address, str(outcome))
 
 
 @given(
