@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sendchannel._bulk import BulkReport, Outcome, send_all
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail import GmailOAuthChannel
+    from sendchannel._outbox import Outbox, OutboxItem
     from sendchannel._pipeline import pipeline
     from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp import Office365Channel, SmtpChannel
@@ -73,6 +74,8 @@ __all__ = [
     "Message",
     "MessageRejectedError",
     "Office365Channel",
+    "Outbox",
+    "OutboxItem",
     "Outcome",
     "PermanentError",
     "QuotaExceededError",
@@ -108,6 +111,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "send_all": ("sendchannel._bulk", None),
     "FailoverChannel": ("sendchannel._failover", None),
     "GmailOAuthChannel": ("sendchannel._gmail", "gmail"),
+    "Outbox": ("sendchannel._outbox", None),
+    "OutboxItem": ("sendchannel._outbox", None),
     "pipeline": ("sendchannel._pipeline", None),
     "RetryPolicy": ("sendchannel._retry", None),
     "Retrying": ("sendchannel._retry", None),
