@@ -89,3 +89,32 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"({totals['views']} reprs and texts), {totals['texts']} command outputs checked for "
             f"{len(sentinels.ALL)} sentinel secrets"
         )
+
+
+# -- a private PostgreSQL server for the database tests (tests/pg.py) -------------------------------------
+
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.pg import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the session (initdb/pg_ctl in a temporary directory, 127.0.0.1).
+
+    Without PostgreSQL installed the tests that need it are skipped on a developer's machine, and fail in
+    CI (``CI`` set), where ``.ci/run`` installs it.
+    """
+    from tests.pg import PostgresServer, find_binaries
+
+    if find_binaries() is None and not os.environ.get("CI"):
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
+    with PostgresServer.start() as server:
+        yield server
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server (password included)."""
+    return postgresql_server.new_database()
