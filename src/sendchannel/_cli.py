@@ -835,6 +835,10 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--port", type=int, default=1025, help="the port (default 1025; 0 picks a free one)")
     sink.add_argument("--raw", action="store_true", help="print each message's bytes as received")
     sink.set_defaults(run=_cmd_sink)
+
+    from sendchannel._outbox._cli import add_parsers as add_outbox_parsers
+
+    add_outbox_parsers(commands)
     return parser
 
 
