@@ -32,7 +32,7 @@ from sendchannel.errors import (
 if TYPE_CHECKING:
     from sendchannel._outbox._outbox import Outbox
 
-__all__ = ["SHORT_WAIT", "Worker"]
+__all__ = ["SHORT_WAIT", "Worker", "is_idempotent"]
 
 logger = logging.getLogger("sendchannel.outbox")
 
@@ -53,6 +53,21 @@ def _next_permit_of(channel: Channel) -> Callable[[Message], Awaitable[float]] |
             return ask  # type: ignore[no-any-return]
         layer = getattr(layer, "channel", None)
     return None
+
+
+def is_idempotent(channel: Channel) -> bool:
+    """Whether the channel (or the first layer under it that says) recognises a repeated send."""
+    layer: Any = channel
+    for _ in range(_LAYERS):
+        if layer is None:
+            return False
+        for klass in type(layer).__mro__:
+            if "idempotent" in vars(klass):
+                return bool(layer.idempotent)
+        if "idempotent" in getattr(layer, "__dict__", {}):
+            return bool(layer.idempotent)
+        layer = getattr(layer, "channel", None)
+    return False
 
 
 class Worker:
@@ -235,7 +250,7 @@ class Worker:
                     await store.release(item.id, worker, next_attempt_at=until, credential=credential)
                     self._report("deferred")
                     return
-            idempotent = bool(getattr(channel, "idempotent", False))
+            idempotent = is_idempotent(channel)
             now = clock.now()
             if not await store.mark_sending(
                 item.id, worker, now=now, lease_until=now + self._outbox.lease, idempotent=idempotent,
