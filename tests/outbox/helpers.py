@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from sendchannel import Message, SendResult
@@ -30,12 +32,32 @@ class CountingChannel(FakeChannel):
         self.in_flight = 0
         self.most_in_flight = 0
         self.log: list[tuple[float, str]] = []
+        self._changed: asyncio.Condition | None = None
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds, checked each time a send starts or ends."""
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(condition)
+
+    async def _notify(self) -> None:
+        if self._changed is not None:
+            async with self._changed:
+                self._changed.notify_all()
 
     async def _send(self, message: Message) -> SendResult:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         self.log.append((self.clock.now(), message.subject))
+        await self._notify()
         try:
             return await super()._send(message)
         finally:
             self.in_flight -= 1
+            await self._notify()
+
+    async def send(self, message: Message) -> SendResult:
+        result = await super().send(message)
+        await self._notify()
+        return result

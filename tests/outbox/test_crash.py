@@ -38,7 +38,9 @@ JITTER = 0.15
 def smtp_server(log: Path, mode: str, seed: int) -> Iterator[int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.outbox._smtp_log_server", str(log), mode, str(seed)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -57,7 +59,8 @@ def smtp_server(log: Path, mode: str, seed: int) -> Iterator[int]:
 def start_worker(database: str, port: int, throttle_db: Path, mode: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.outbox._worker_process", database, str(port), str(throttle_db), mode],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
     )
 
 

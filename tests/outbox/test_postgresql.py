@@ -53,16 +53,16 @@ def test_a_put_from_another_process_wakes_a_listening_worker_at_once(postgresql_
 
     async def main() -> None:
         channel = CountingChannel()
-        async with Outbox(postgresql_url, channel=channel) as worker_side, Outbox(
-            postgresql_url, channel=CountingChannel()
-        ) as producer:
+        async with (
+            Outbox(postgresql_url, channel=channel) as worker_side,
+            Outbox(postgresql_url, channel=CountingChannel()) as producer,
+        ):
             assert worker_side.store.poll_interval >= 5.0  # type: ignore[attr-defined]
             worker = asyncio.create_task(worker_side.run())
             await asyncio.sleep(0.5)  # the worker is asleep, LISTENing
             started = time.monotonic()
             await producer.put(message(1))
-            while not channel.outbox and time.monotonic() - started < 10:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(channel.wait_until(lambda: bool(channel.outbox)), 10)
             elapsed = time.monotonic() - started
             worker_side.stop()
             await asyncio.wait_for(worker, 30)

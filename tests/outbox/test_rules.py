@@ -58,7 +58,8 @@ def test_put_stores_the_message_and_run_sends_it(database: str) -> None:
             done = await outbox.get(item.id)
             assert "sent" == done.status
             assert 1 == done.attempts
-            assert done.result is not None and item.message_id == done.result.message_id
+            assert done.result is not None
+            assert item.message_id == done.result.message_id
             assert [item.message_id] == [m.message_id for m in channel.outbox]
             assert "team-a" == done.owner
 
@@ -91,7 +92,9 @@ def test_higher_priority_goes_first_and_later_send_at_waits(database: str) -> No
         async with Outbox(database, channel=channel) as outbox:
             await outbox.put(message(1))
             await outbox.put(message(2), priority=5)
-            later = await outbox.put(message(3), send_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3))
+            later = await outbox.put(
+                message(3), send_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3)
+            )
             await outbox.put(message(4), priority=5)
             await _run(outbox, concurrency=1)
             assert ["m2", "m4", "m1"] == [subject for _, subject in channel.log]
@@ -119,7 +122,8 @@ def test_transient_errors_are_retried_no_sooner_than_retry_after_then_fail(datab
             await _run_until_finished(outbox, failing.id)
             done = await outbox.get(failing.id)
             assert ("failed", 3) == (done.status, done.attempts)
-            assert done.error is not None and done.error.startswith("ThrottledError: ")
+            assert done.error is not None
+            assert done.error.startswith("ThrottledError: ")
 
     asyncio.run(main())
 
@@ -154,7 +158,10 @@ def test_permanent_errors_fail_and_unknown_outcomes_are_never_resent(database: s
             channel.fail_next(DeliveryUnknownError("connection lost after DATA"), delivered=True)
             unknown = await outbox.put(message(2))
             await _run(outbox)
-            assert ("failed", 1) == ((await outbox.get(rejected.id)).status, (await outbox.get(rejected.id)).attempts)
+            assert ("failed", 1) == (
+                (await outbox.get(rejected.id)).status,
+                (await outbox.get(rejected.id)).attempts,
+            )
             done = await outbox.get(unknown.id)
             assert ("unknown", 1) == (done.status, done.attempts)
             assert "DeliveryUnknownError: connection lost after DATA" == done.error
@@ -300,8 +307,7 @@ def test_stop_lets_sends_in_flight_finish_and_claims_nothing_more(database: str)
         async with Outbox(database, channel=channel) as outbox:
             await outbox.put_many([message(index) for index in range(10)])
             worker = asyncio.create_task(outbox.run(concurrency=3))
-            while channel.in_flight < 3:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(channel.wait_until(lambda: channel.in_flight >= 3), 30)
             outbox.stop()
             await asyncio.wait_for(worker, 30)
             counts = await outbox.counts()
@@ -320,8 +326,7 @@ def test_cancelling_run_finishes_the_sends_in_flight(database: str) -> None:
         async with Outbox(database, channel=channel) as outbox:
             await outbox.put_many([message(index) for index in range(4)])
             worker = asyncio.create_task(outbox.run(concurrency=2))
-            while channel.in_flight < 2:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(channel.wait_until(lambda: channel.in_flight >= 2), 30)
             worker.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await worker
@@ -375,7 +380,9 @@ def test_bad_input_is_refused_before_anything_is_stored(database: str) -> None:
     """A sender outside the channel's scope, a naive send_at, both or neither target: clear errors."""
 
     async def main() -> None:
-        channel = FakeChannel(scope=CredentialScope.per_domain("example.com"), limits=Limits(max_recipients_per_message=2))
+        channel = FakeChannel(
+            scope=CredentialScope.per_domain("example.com"), limits=Limits(max_recipients_per_message=2)
+        )
         async with Outbox(database, channel=channel) as outbox:
             with pytest.raises(SenderNotAllowedError):
                 await outbox.put(message(1, sender="eve@elsewhere.org"))

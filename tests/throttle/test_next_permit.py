@@ -98,7 +98,9 @@ def test_next_permit_sees_a_pause_the_provider_asked_for(store: ThrottleStore) -
         clock = VirtualClock(start=0.0)
         limits = Limits(rates=(Rate(100, 60),))
         throttler, channel = _throttler(store, clock, limits)
-        other = Throttler(FakeChannel(clock=clock), store=store, limits=limits, clock=clock, key=throttler.key)
+        other = Throttler(
+            FakeChannel(clock=clock), store=store, limits=limits, clock=clock, key=throttler.key
+        )
         channel.throttle_next(42.0)
         with pytest.raises(ThrottledError):
             await throttler.send(message())

@@ -32,12 +32,16 @@ def add_parsers(commands: Any) -> None:
     )
     worker.add_argument("database", metavar="DATABASE_URL", help="sqlite:///path or postgresql://...")
     worker.add_argument(
-        "--channel", metavar="URL", help="send every message through this channel instead of the directory "
-        "(its password in SENDCHANNEL_PASSWORD or the URL)"
+        "--channel",
+        metavar="URL",
+        help="send every message through this channel instead of the directory "
+        "(its password in SENDCHANNEL_PASSWORD or the URL)",
     )
     worker.add_argument(
-        "--store", metavar="STORE", help="with --channel: the throttle store shared by the workers, "
-        "sqlite:PATH or redis://host:port/db (default: this process only)"
+        "--store",
+        metavar="STORE",
+        help="with --channel: the throttle store shared by the workers, "
+        "sqlite:PATH or redis://host:port/db (default: this process only)",
     )
     worker.add_argument("--concurrency", type=int, default=8, help="sends in flight at once (default 8)")
     worker.add_argument("--until-empty", action="store_true", help="stop once nothing is due or in flight")
@@ -66,13 +70,21 @@ class _Progress:
         self._every = every if every is not None else (0.5 if self._tty else 60.0)
         self._started = time.monotonic()
         self._shown = 0.0
+        self._changed = False
 
     def __call__(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        self._changed = True
         now = time.monotonic()
         if now - self._shown >= self._every:
-            self._shown = now
             self.show()
+
+    async def tick(self) -> None:
+        """Redraw what changed since the last line, every so often (the last outcomes of a burst too)."""
+        while True:
+            await asyncio.sleep(self._every)
+            if self._changed:
+                self.show()
 
     def render(self) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-9)
@@ -81,6 +93,8 @@ class _Progress:
         return f"{counts}  ({rate:.1f} sent/s)"
 
     def show(self, *, final: bool = False) -> None:
+        self._shown = time.monotonic()
+        self._changed = False
         if self._tty:
             self.stream.write("\r" + self.render() + ("\n" if final else ""))
             self.stream.flush()
@@ -113,7 +127,7 @@ def _directory(database: str) -> Any:
     from sendchannel.errors import ConfigurationError
 
     try:
-        directory_class = sendchannel.ChannelDirectory  # type: ignore[attr-defined]
+        directory_class = sendchannel.ChannelDirectory
     except AttributeError:
         raise ConfigurationError(
             "This sendchannel has no ChannelDirectory; pass --channel URL to send through one channel"
@@ -143,19 +157,21 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
     outbox = Outbox(args.database, channel=channel, directory=directory)
     loop = asyncio.get_running_loop()
     stopping: list[str] = []
+    worker: asyncio.Task[None] | None = None
 
     def stop(name: str) -> None:
         if not stopping:
             out.error(f"\n{name}: finishing the sends in flight, then stopping (again to stop at once)")
             stopping.append(name)
             outbox.stop()
-        else:
+        elif worker is not None:
             worker.cancel()
 
     for number in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(number, stop, signal.Signals(number).name)
     out.line(f"sendchannel worker on {outbox.store.where}: concurrency {args.concurrency}")
+    ticker = asyncio.create_task(progress.tick())
     try:
         async with outbox:
             worker = asyncio.create_task(
@@ -164,6 +180,7 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
     finally:
+        ticker.cancel()
         if channel is not None:
             await channel.aclose()
         elif directory is not None and hasattr(directory, "aclose"):
@@ -211,13 +228,21 @@ def describe(summary: Summary, where: str, *, now: float) -> list[str]:
         return lines
     totals = {status: sum(n for (_, s), n in summary.counts.items() if s == status) for status in STATUSES}
     header = ["owner", *STATUSES]
-    rows = [[owner if owner is not None else "(none)"] + [str(summary.counts.get((owner, s), 0)) for s in STATUSES]
-            for owner in owners]
+    rows = [
+        [owner if owner is not None else "(none)"]
+        + [str(summary.counts.get((owner, s), 0)) for s in STATUSES]
+        for owner in owners
+    ]
     rows.append(["total"] + [str(totals[s]) for s in STATUSES])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        lines.append("  " + "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  "
+            + "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     if summary.oldest_queued is not None:
         lines.append(f"Due now: {summary.due}; oldest waiting item due {_when(summary.oldest_queued, now)}")
     else:
@@ -232,4 +257,3 @@ def describe(summary: Summary, where: str, *, now: float) -> list[str]:
         if totals["unknown"] > len(summary.unknown):
             lines.append(f"  ... and {totals['unknown'] - len(summary.unknown)} more")
     return lines
-

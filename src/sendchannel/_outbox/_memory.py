@@ -70,8 +70,13 @@ class MemoryOutboxStore:
         ids = []
         for new in items:
             row = _Row(
-                id=next(self._ids), message_id=new.message_id, owner=new.owner, priority=new.priority,
-                send_at=new.send_at, next_attempt_at=new.send_at, rendered=new.rendered,
+                id=next(self._ids),
+                message_id=new.message_id,
+                owner=new.owner,
+                priority=new.priority,
+                send_at=new.send_at,
+                next_attempt_at=new.send_at,
+                rendered=new.rendered,
                 envelope=new.envelope,
             )
             self._rows[row.id] = row
@@ -94,7 +99,8 @@ class MemoryOutboxStore:
         self, worker: str, limit: int, *, now: float, lease_until: float, exclude: Collection[str]
     ) -> list[Claimed]:
         due = [
-            row for row in self._rows.values()
+            row
+            for row in self._rows.values()
             if self._claimable(row, now) and (row.credential is None or row.credential not in exclude)
         ]
         due.sort(key=lambda row: (-row.priority, row.next_attempt_at, row.id))
@@ -104,14 +110,25 @@ class MemoryOutboxStore:
             row.lease_until = lease_until
             claimed.append(
                 Claimed(
-                    id=row.id, owner=row.owner, attempts=row.attempts, first_attempt_at=row.first_attempt_at,
-                    credential=row.credential, rendered=row.rendered, envelope=row.envelope,
+                    id=row.id,
+                    owner=row.owner,
+                    attempts=row.attempts,
+                    first_attempt_at=row.first_attempt_at,
+                    credential=row.credential,
+                    rendered=row.rendered,
+                    envelope=row.envelope,
                 )
             )
         return claimed
 
     async def mark_sending(
-        self, item_id: int, worker: str, *, now: float, lease_until: float, idempotent: bool,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        now: float,
+        lease_until: float,
+        idempotent: bool,
         credential: str | None,
     ) -> bool:
         row = self._rows.get(item_id)
@@ -127,8 +144,16 @@ class MemoryOutboxStore:
         return True
 
     async def settle(
-        self, item_id: int, worker: str, *, status: Status, now: float, attempts: int,
-        error: str | None = None, result: str | None = None, next_attempt_at: float | None = None,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        attempts: int,
+        error: str | None = None,
+        result: str | None = None,
+        next_attempt_at: float | None = None,
         credential: str | None = None,
     ) -> bool:
         row = self._rows.get(item_id)
@@ -219,7 +244,8 @@ class MemoryOutboxStore:
 
     async def purge(self, before: float) -> int:
         gone = [
-            row.id for row in self._rows.values()
+            row.id
+            for row in self._rows.values()
             if row.status in FINISHED and row.finished_at is not None and row.finished_at < before
         ]
         for item_id in gone:

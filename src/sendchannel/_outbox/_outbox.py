@@ -1,4 +1,4 @@
-"""Outbox: messages queued durably in a database and sent by workers, never lost, never sent twice silently."""
+"""Outbox: messages queued durably in a database, sent by workers; never lost, never sent twice silently."""
 
 from __future__ import annotations
 
@@ -195,13 +195,19 @@ class Outbox:
         new: list[NewItem] = []
         for message in messages:
             if not isinstance(message, Message):
-                raise ConfigurationError(f"put takes sendchannel.Message objects, got {type(message).__name__}")
+                raise ConfigurationError(
+                    f"put takes sendchannel.Message objects, got {type(message).__name__}"
+                )
             await self._check(message, owner)
             rendered, envelope = encode_message(message)
             new.append(
                 NewItem(
-                    message_id=message.message_id, owner=owner, priority=priority, send_at=when,
-                    rendered=rendered, envelope=envelope,
+                    message_id=message.message_id,
+                    owner=owner,
+                    priority=priority,
+                    send_at=when,
+                    rendered=rendered,
+                    envelope=envelope,
                 )
             )
         if not new:
@@ -211,8 +217,13 @@ class Outbox:
         moment = from_timestamp(when)
         return [
             OutboxItem(
-                id=item_id, message_id=item.message_id, owner=owner, status="queued", attempts=0,
-                send_at=moment, next_attempt_at=moment,
+                id=item_id,
+                message_id=item.message_id,
+                owner=owner,
+                status="queued",
+                attempts=0,
+                send_at=moment,
+                next_attempt_at=moment,
             )
             for item_id, item in zip(ids, new, strict=True)
         ]
@@ -254,7 +265,9 @@ class Outbox:
         counts = await store.counts()
         return {status: counts.get(status, 0) for status in STATUSES}
 
-    async def items(self, status: Status | None = None, owner: str | None = None) -> AsyncIterator[OutboxItem]:
+    async def items(
+        self, status: Status | None = None, owner: str | None = None
+    ) -> AsyncIterator[OutboxItem]:
         """Every item (with this status, of this owner), in id order, read from the database a page at a
         time: memory stays flat however many there are."""
         if status is not None and status not in STATUSES:
@@ -322,7 +335,7 @@ class Outbox:
             self._workers.remove(worker)
 
     def stop(self) -> None:
-        """Ask every worker of this Outbox to stop gracefully: claim nothing more, finish what is in flight."""
+        """Ask this Outbox's workers to stop gracefully: claim nothing more, finish what is in flight."""
         for worker in self._workers:
             worker.stop()
 
@@ -339,5 +352,7 @@ class Outbox:
         await self.aclose()
 
     def __repr__(self) -> str:
-        target = f"directory={self.directory!r}" if self.directory is not None else f"channel={self.channel!r}"
+        target = (
+            f"directory={self.directory!r}" if self.directory is not None else f"channel={self.channel!r}"
+        )
         return f"<Outbox {self._store.where} {target}>"

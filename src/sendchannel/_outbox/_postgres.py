@@ -12,8 +12,8 @@ import contextlib
 import logging
 from typing import Any
 
-from sendchannel._database._postgresql import _convert
 from sendchannel._database._base import Transaction
+from sendchannel._database._postgresql import _convert
 from sendchannel._outbox._sql import SqlOutboxStore
 from sendchannel.errors import ConfigurationError
 

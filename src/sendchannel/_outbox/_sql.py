@@ -11,8 +11,8 @@ settle.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from sendchannel._database import Database, Migration, Schema, Transaction, open_database
 from sendchannel._outbox._codec import decode_result
@@ -20,6 +20,8 @@ from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timesta
 from sendchannel._outbox._store import Claimed, NewItem, Summary
 
 __all__ = ["SCHEMA", "SqlOutboxStore", "TABLE"]
+
+T = TypeVar("T")
 
 TABLE = "sendchannel_outbox_items"
 
@@ -126,6 +128,15 @@ class SqlOutboxStore:
     async def setup(self) -> None:
         await SCHEMA.ensure(self.database)
 
+    # Every call runs to its end even when the caller is cancelled (a worker being stopped): a transaction
+    # cut off half-way would leave the connection inside it. The caller still sees the cancellation at once.
+
+    async def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return await asyncio.shield(asyncio.ensure_future(self.database.execute(sql, params)))
+
+    async def _run(self, body: Callable[[Transaction], Awaitable[T]], *, write: bool = True) -> T:
+        return await asyncio.shield(asyncio.ensure_future(self.database.run(body, write=write)))
+
     # -- queueing -------------------------------------------------------------------------------------------
 
     def _insert_statements(self, items: Sequence[NewItem], now: float) -> list[tuple[str, list[object]]]:
@@ -136,13 +147,19 @@ class SqlOutboxStore:
             params: list[object] = []
             for item in chunk:
                 params += [
-                    item.message_id, item.owner, item.priority, item.send_at, item.send_at, now,
-                    item.envelope, item.rendered,
+                    item.message_id,
+                    item.owner,
+                    item.priority,
+                    item.send_at,
+                    item.send_at,
+                    now,
+                    item.envelope,
+                    item.rendered,
                 ]
             statements.append(
                 (
-                    f"INSERT INTO {TABLE} (message_id, owner, priority, send_at, next_attempt_at, created_at, "
-                    f"envelope, rendered) VALUES {values} RETURNING id",  # noqa: S608 - fixed names
+                    f"INSERT INTO {TABLE} (message_id, owner, priority, send_at, "  # noqa: S608 - fixed names
+                    f"next_attempt_at, created_at, envelope, rendered) VALUES {values} RETURNING id",
                     params,
                 )
             )
@@ -164,7 +181,7 @@ class SqlOutboxStore:
             await self._notify(tx)
             return ids
 
-        ids = await self.database.run(body)
+        ids = await self._run(body)
         self._arrived.set()
         return ids
 
@@ -194,22 +211,32 @@ class SqlOutboxStore:
             "RETURNING id, owner, attempts, first_attempt_at, credential, rendered, envelope, priority, "
             "next_attempt_at"
         )
-        rows = await self.database.execute(sql, [worker, lease_until, now, now, *skip_params, limit])
+        rows = await self._execute(sql, [worker, lease_until, now, now, *skip_params, limit])
         rows.sort(key=lambda row: (-row[7], row[8], row[0]))
         return [
             Claimed(
-                id=int(row[0]), owner=row[1], attempts=int(row[2]),
-                first_attempt_at=None if row[3] is None else float(row[3]), credential=row[4],
-                rendered=bytes(row[5]), envelope=row[6],
+                id=int(row[0]),
+                owner=row[1],
+                attempts=int(row[2]),
+                first_attempt_at=None if row[3] is None else float(row[3]),
+                credential=row[4],
+                rendered=bytes(row[5]),
+                envelope=row[6],
             )
             for row in rows
         ]
 
     async def mark_sending(
-        self, item_id: int, worker: str, *, now: float, lease_until: float, idempotent: bool,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        now: float,
+        lease_until: float,
+        idempotent: bool,
         credential: str | None,
     ) -> bool:
-        rows = await self.database.execute(
+        rows = await self._execute(
             f"UPDATE {TABLE} SET status = 'sending', attempts = attempts + 1, "  # noqa: S608 - fixed names
             "first_attempt_at = COALESCE(first_attempt_at, ?), lease_until = ?, idempotent = ?, "
             "credential = ? WHERE id = ? AND claimed_by = ? AND status = 'queued' RETURNING id",
@@ -218,8 +245,16 @@ class SqlOutboxStore:
         return bool(rows)
 
     async def settle(
-        self, item_id: int, worker: str, *, status: Status, now: float, attempts: int,
-        error: str | None = None, result: str | None = None, next_attempt_at: float | None = None,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        attempts: int,
+        error: str | None = None,
+        result: str | None = None,
+        next_attempt_at: float | None = None,
         credential: str | None = None,
     ) -> bool:
         finished = ", ".join(f"'{name}'" for name in FINISHED)
@@ -238,13 +273,13 @@ class SqlOutboxStore:
                 f"WHERE id = ? AND claimed_by = ? AND status NOT IN ({finished}) RETURNING id"
             )
             params = [status, attempts, error, result, credential, now, item_id, worker]
-        rows = await self.database.execute(sql, params)
+        rows = await self._execute(sql, params)
         return bool(rows)
 
     async def release(
         self, item_id: int, worker: str, *, next_attempt_at: float | None, credential: str | None
     ) -> None:
-        await self.database.execute(
+        await self._execute(
             f"UPDATE {TABLE} SET claimed_by = NULL, lease_until = NULL, "  # noqa: S608 - fixed names
             "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential) "
             "WHERE id = ? AND claimed_by = ? AND status = 'queued'",
@@ -266,7 +301,7 @@ class SqlOutboxStore:
                 await self._notify(tx)
             return len(rows)
 
-        return await self.database.run(body)
+        return await self._run(body)
 
     async def pending(self, now: float) -> tuple[int, int, float | None]:
         async def body(tx: Transaction) -> tuple[int, int, float | None]:
@@ -287,13 +322,14 @@ class SqlOutboxStore:
             )
             return len(due), len(leased), float(nxt[0][0]) if nxt else None
 
-        return await self.database.run(body, write=False)
+        return await self._run(body, write=False)
 
     # -- where things stand ---------------------------------------------------------------------------------
 
     async def get(self, item_id: int) -> OutboxItem | None:
         rows = await self._read(
-            f"SELECT {_ITEM_COLUMNS} FROM {TABLE} WHERE id = ?", [item_id]  # noqa: S608 - fixed names
+            f"SELECT {_ITEM_COLUMNS} FROM {TABLE} WHERE id = ?",  # noqa: S608 - fixed names
+            [item_id],
         )
         return _item(rows[0]) if rows else None
 
@@ -301,7 +337,7 @@ class SqlOutboxStore:
         async def body(tx: Transaction) -> list[Any]:
             return await tx.execute(sql, params)
 
-        return await self.database.run(body, write=False)
+        return await self._run(body, write=False)
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status", [])  # noqa: S608
@@ -330,7 +366,7 @@ class SqlOutboxStore:
             after = int(rows[-1][0])
 
     async def cancel(self, item_id: int, now: float) -> bool:
-        rows = await self.database.execute(
+        rows = await self._execute(
             f"UPDATE {TABLE} SET status = 'cancelled', finished_at = ?, claimed_by = NULL, "  # noqa: S608
             "lease_until = NULL WHERE id = ? AND status = 'queued' RETURNING id",
             [now, item_id],
@@ -339,7 +375,7 @@ class SqlOutboxStore:
 
     async def purge(self, before: float) -> int:
         finished = ", ".join(f"'{name}'" for name in FINISHED)
-        rows = await self.database.execute(
+        rows = await self._execute(
             f"DELETE FROM {TABLE} WHERE finished_at IS NOT NULL AND finished_at < ? "  # noqa: S608
             f"AND status IN ({finished}) RETURNING id",
             [before],
@@ -368,7 +404,7 @@ class SqlOutboxStore:
                 counts, float(oldest[0][0]) if oldest else None, int(due[0][0]), [_item(r) for r in unknown]
             )
 
-        return await self.database.run(body, write=False)
+        return await self._run(body, write=False)
 
     async def wait_for_work(self) -> None:
         await self._arrived.wait()

@@ -87,15 +87,29 @@ class OutboxStore(Protocol):
         ...
 
     async def mark_sending(
-        self, item_id: int, worker: str, *, now: float, lease_until: float, idempotent: bool,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        now: float,
+        lease_until: float,
+        idempotent: bool,
         credential: str | None,
     ) -> bool:
         """Mark the item sending (attempts + 1), if ``worker`` still holds it; True if it did."""
         ...
 
     async def settle(
-        self, item_id: int, worker: str, *, status: Status, now: float, attempts: int,
-        error: str | None = None, result: str | None = None, next_attempt_at: float | None = None,
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        attempts: int,
+        error: str | None = None,
+        result: str | None = None,
+        next_attempt_at: float | None = None,
         credential: str | None = None,
     ) -> bool:
         """Record an outcome, or put the item back (``status="queued"`` at ``next_attempt_at``)."""

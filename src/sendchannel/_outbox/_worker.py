@@ -74,7 +74,12 @@ class Worker:
     """One ``Outbox.run``: its loop, its tasks, and what it knows of each credential's room."""
 
     def __init__(
-        self, outbox: Outbox, store: OutboxStore, *, concurrency: int, until_empty: bool,
+        self,
+        outbox: Outbox,
+        store: OutboxStore,
+        *,
+        concurrency: int,
+        until_empty: bool,
         progress: Callable[[str], None] | None,
     ) -> None:
         self._outbox = outbox
@@ -123,7 +128,9 @@ class Worker:
             if now >= next_sweep:
                 settled = await store.expire(now)
                 if settled:
-                    logger.warning("outbox: settled %d items whose worker stopped while sending them", settled)
+                    logger.warning(
+                        "outbox: settled %d items whose worker stopped while sending them", settled
+                    )
                 next_sweep = now + self._sweep_every
             free = self._concurrency - len(self._tasks)
             claimed = []
@@ -166,18 +173,20 @@ class Worker:
     def _next_unblock(self, now: float) -> float:
         return min((until - now for until in self._blocked.values()), default=self._sweep_every)
 
-    async def _wait(self, timeout: float) -> None:
+    async def _wait(self, seconds: float) -> None:
         waiters: list[asyncio.Future[Any]] = [
             asyncio.ensure_future(self._store.wait_for_work()),
             asyncio.ensure_future(self._stopping.wait()),
         ]
-        if timeout > 0:
-            waiters.append(asyncio.ensure_future(self._clock.sleep(timeout)))
+        if seconds > 0:
+            waiters.append(asyncio.ensure_future(self._clock.sleep(seconds)))
         else:
             waiters.append(asyncio.ensure_future(asyncio.sleep(0)))
         if self._tasks:
             # A finished send frees a place (and may unblock its credential).
-            waiters.append(asyncio.ensure_future(asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)))
+            waiters.append(
+                asyncio.ensure_future(asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED))
+            )
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -253,7 +262,11 @@ class Worker:
             idempotent = is_idempotent(channel)
             now = clock.now()
             if not await store.mark_sending(
-                item.id, worker, now=now, lease_until=now + self._outbox.lease, idempotent=idempotent,
+                item.id,
+                worker,
+                now=now,
+                lease_until=now + self._outbox.lease,
+                idempotent=idempotent,
                 credential=credential,
             ):
                 return  # cancelled meanwhile, or the lease ran out and another worker has it
@@ -270,8 +283,13 @@ class Worker:
                     await self._retry_or_fail(item, credential, exc, attempts, first)
                 else:
                     await store.settle(
-                        item.id, worker, status="unknown", now=clock.now(), attempts=attempts,
-                        error=describe_error(exc), credential=credential,
+                        item.id,
+                        worker,
+                        status="unknown",
+                        now=clock.now(),
+                        attempts=attempts,
+                        error=describe_error(exc),
+                        credential=credential,
                     )
                     self._report("unknown")
                 return
@@ -280,14 +298,24 @@ class Worker:
                 return
             except Exception as exc:  # noqa: BLE001 - permanent errors, and anything else, fail the item
                 await store.settle(
-                    item.id, worker, status="failed", now=clock.now(), attempts=attempts,
-                    error=describe_error(exc), credential=credential,
+                    item.id,
+                    worker,
+                    status="failed",
+                    now=clock.now(),
+                    attempts=attempts,
+                    error=describe_error(exc),
+                    credential=credential,
                 )
                 self._report("failed")
                 return
             await store.settle(
-                item.id, worker, status="sent", now=clock.now(), attempts=attempts,
-                result=encode_result(result), credential=credential,
+                item.id,
+                worker,
+                status="sent",
+                now=clock.now(),
+                attempts=attempts,
+                result=encode_result(result),
+                credential=credential,
             )
             self._report("sent")
         finally:
@@ -308,8 +336,13 @@ class Worker:
         if until is None:
             # A quota without a time it resets: nothing says when another attempt could work.
             await self._store.settle(
-                item.id, self.id, status="failed", now=now, attempts=item.attempts if attempts is None else attempts,
-                error=describe_error(exc), credential=credential,
+                item.id,
+                self.id,
+                status="failed",
+                now=now,
+                attempts=item.attempts if attempts is None else attempts,
+                error=describe_error(exc),
+                credential=credential,
             )
             self._report("failed")
             return
@@ -320,8 +353,14 @@ class Worker:
             await self._store.release(item.id, self.id, next_attempt_at=until, credential=credential)
         else:
             await self._store.settle(
-                item.id, self.id, status="queued", now=now, attempts=attempts, error=describe_error(exc),
-                next_attempt_at=until, credential=credential,
+                item.id,
+                self.id,
+                status="queued",
+                now=now,
+                attempts=attempts,
+                error=describe_error(exc),
+                next_attempt_at=until,
+                credential=credential,
             )
         self._report("deferred")
 
@@ -334,14 +373,25 @@ class Worker:
         out_of_time = policy.max_elapsed is not None and now + wait - first > policy.max_elapsed
         if attempts >= policy.attempts or out_of_time:
             await self._store.settle(
-                item.id, self.id, status="failed", now=now, attempts=attempts, error=describe_error(exc),
+                item.id,
+                self.id,
+                status="failed",
+                now=now,
+                attempts=attempts,
+                error=describe_error(exc),
                 credential=credential,
             )
             self._report("failed")
             return
         await self._store.settle(
-            item.id, self.id, status="queued", now=now, attempts=attempts, error=describe_error(exc),
-            next_attempt_at=now + wait, credential=credential,
+            item.id,
+            self.id,
+            status="queued",
+            now=now,
+            attempts=attempts,
+            error=describe_error(exc),
+            next_attempt_at=now + wait,
+            credential=credential,
         )
         self._report("retry")
 
@@ -354,7 +404,12 @@ class Worker:
             await self._retry_or_fail(item, item.credential, exc, item.attempts + 1, first)
             return
         await self._store.settle(
-            item.id, self.id, status="failed", now=now, attempts=item.attempts, error=describe_error(exc),
+            item.id,
+            self.id,
+            status="failed",
+            now=now,
+            attempts=item.attempts,
+            error=describe_error(exc),
             credential=item.credential,
         )
         self._report("failed")
