@@ -11,7 +11,7 @@ import attrs
 
 from sendchannel._outbox._codec import decode_result
 from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timestamp
-from sendchannel._outbox._store import Claimed, NewItem, Summary
+from sendchannel._outbox._store import Claimed, Marking, NewItem, Settlement, Summary
 
 __all__ = ["MemoryOutboxStore"]
 
@@ -142,6 +142,36 @@ class MemoryOutboxStore:
         row.idempotent = idempotent
         row.credential = credential
         return True
+
+    async def mark_sending_many(
+        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
+    ) -> set[int]:
+        marked = set()
+        for item in items:
+            if await self.mark_sending(
+                item.id,
+                worker,
+                now=now,
+                lease_until=lease_until,
+                idempotent=item.idempotent,
+                credential=item.credential,
+            ):
+                marked.add(item.id)
+        return marked
+
+    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
+        for one in settlements:
+            await self.settle(
+                one.id,
+                worker,
+                status=one.status,
+                now=now,
+                attempts=one.attempts,
+                error=one.error,
+                result=one.result,
+                next_attempt_at=one.next_attempt_at,
+                credential=one.credential,
+            )
 
     async def settle(
         self,

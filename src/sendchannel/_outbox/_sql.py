@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sendchannel._database import Database, Migration, Schema, Transaction, open_database
 from sendchannel._outbox._codec import decode_result
 from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timestamp
-from sendchannel._outbox._store import Claimed, NewItem, Summary
+from sendchannel._outbox._store import Claimed, Marking, NewItem, Settlement, Summary
 
 __all__ = ["SCHEMA", "SqlOutboxStore", "TABLE"]
 
@@ -236,13 +236,33 @@ class SqlOutboxStore:
         idempotent: bool,
         credential: str | None,
     ) -> bool:
-        rows = await self._execute(
-            f"UPDATE {TABLE} SET status = 'sending', attempts = attempts + 1, "  # noqa: S608 - fixed names
-            "first_attempt_at = COALESCE(first_attempt_at, ?), lease_until = ?, idempotent = ?, "
-            "credential = ? WHERE id = ? AND claimed_by = ? AND status = 'queued' RETURNING id",
-            [now, lease_until, int(idempotent), credential, item_id, worker],
+        marked = await self.mark_sending_many(
+            worker, [Marking(item_id, idempotent, credential)], now=now, lease_until=lease_until
         )
-        return bool(rows)
+        return item_id in marked
+
+    async def mark_sending_many(
+        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
+    ) -> set[int]:
+        groups: dict[tuple[bool, str | None], list[int]] = {}
+        for item in items:
+            groups.setdefault((item.idempotent, item.credential), []).append(item.id)
+
+        async def body(tx: Transaction) -> set[int]:
+            marked: set[int] = set()
+            for (idempotent, credential), ids in groups.items():
+                marks = ", ".join("?" for _ in ids)
+                rows = await tx.execute(
+                    f"UPDATE {TABLE} SET status = 'sending', attempts = attempts + 1, "  # noqa: S608
+                    "first_attempt_at = COALESCE(first_attempt_at, ?), lease_until = ?, idempotent = ?, "
+                    f"credential = ? WHERE claimed_by = ? AND status = 'queued' AND id IN ({marks}) "
+                    "RETURNING id",
+                    [now, lease_until, int(idempotent), credential, worker, *ids],
+                )
+                marked.update(int(row[0]) for row in rows)
+            return marked
+
+        return await self._run(body)
 
     async def settle(
         self,
@@ -257,24 +277,45 @@ class SqlOutboxStore:
         next_attempt_at: float | None = None,
         credential: str | None = None,
     ) -> bool:
+        rows = await self._execute(
+            *self._settle_statement(
+                worker, Settlement(item_id, status, attempts, error, result, next_attempt_at, credential), now
+            )
+        )
+        return bool(rows)
+
+    @staticmethod
+    def _settle_statement(worker: str, one: Settlement, now: float) -> tuple[str, list[object]]:
         finished = ", ".join(f"'{name}'" for name in FINISHED)
-        if status == "queued":
-            sql = (
+        if one.status == "queued":
+            return (
                 f"UPDATE {TABLE} SET status = 'queued', attempts = ?, error = ?, "  # noqa: S608
                 "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential), "
-                f"claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? "
-                f"AND status NOT IN ({finished}) RETURNING id"
+                "claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? "
+                f"AND status NOT IN ({finished}) RETURNING id",
+                [one.attempts, one.error, one.next_attempt_at, one.credential, one.id, worker],
             )
-            params: list[object] = [attempts, error, next_attempt_at, credential, item_id, worker]
-        else:
-            sql = (
-                f"UPDATE {TABLE} SET status = ?, attempts = ?, error = ?, result = ?, "  # noqa: S608
-                "credential = COALESCE(?, credential), finished_at = ?, lease_until = NULL "
-                f"WHERE id = ? AND claimed_by = ? AND status NOT IN ({finished}) RETURNING id"
-            )
-            params = [status, attempts, error, result, credential, now, item_id, worker]
-        rows = await self._execute(sql, params)
-        return bool(rows)
+        return (
+            f"UPDATE {TABLE} SET status = ?, attempts = ?, error = ?, result = ?, "  # noqa: S608
+            "credential = COALESCE(?, credential), finished_at = ?, lease_until = NULL "
+            f"WHERE id = ? AND claimed_by = ? AND status NOT IN ({finished}) RETURNING id",
+            [one.status, one.attempts, one.error, one.result, one.credential, now, one.id, worker],
+        )
+
+    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
+        grouped: dict[str, list[list[object]]] = {}
+        for one in settlements:
+            sql, params = self._settle_statement(worker, one, now)
+            grouped.setdefault(sql.removesuffix(" RETURNING id"), []).append(params)
+
+        async def body(tx: Transaction) -> None:
+            for sql, params in grouped.items():
+                if len(params) == 1:
+                    await tx.execute(sql, params[0])
+                else:
+                    await tx.executemany(sql, params)
+
+        await self._run(body)
 
     async def release(
         self, item_id: int, worker: str, *, next_attempt_at: float | None, credential: str | None

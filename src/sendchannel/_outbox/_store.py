@@ -24,7 +24,7 @@ import attrs
 
 from sendchannel._outbox._item import OutboxItem, Status
 
-__all__ = ["Claimed", "NewItem", "OutboxStore", "Summary"]
+__all__ = ["Claimed", "Marking", "NewItem", "OutboxStore", "Settlement", "Summary"]
 
 
 @attrs.frozen
@@ -50,6 +50,28 @@ class Claimed:
     credential: str | None
     rendered: bytes = attrs.field(repr=False)
     envelope: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Marking:
+    """An item a worker is about to hand over: marked sending with these."""
+
+    id: int
+    idempotent: bool
+    credential: str | None
+
+
+@attrs.frozen
+class Settlement:
+    """An item's outcome (or its return to the queue), as a worker records it."""
+
+    id: int
+    status: Status
+    attempts: int
+    error: str | None = None
+    result: str | None = None
+    next_attempt_at: float | None = None
+    credential: str | None = None
 
 
 @attrs.frozen
@@ -97,6 +119,16 @@ class OutboxStore(Protocol):
         credential: str | None,
     ) -> bool:
         """Mark the item sending (attempts + 1), if ``worker`` still holds it; True if it did."""
+        ...
+
+    async def mark_sending_many(
+        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
+    ) -> set[int]:
+        """:meth:`mark_sending` for several items in one transaction; returns the ids marked."""
+        ...
+
+    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
+        """:meth:`settle` for several items in one transaction."""
         ...
 
     async def settle(

@@ -15,12 +15,12 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sendchannel._channel import Channel
 from sendchannel._message import Message
 from sendchannel._outbox._codec import decode_message, describe_error, encode_result
-from sendchannel._outbox._store import Claimed, OutboxStore
+from sendchannel._outbox._store import Claimed, Marking, OutboxStore, Settlement
 from sendchannel._throttle._throttler import default_key
 from sendchannel.errors import (
     DeliveryUnknownError,
@@ -53,6 +53,50 @@ def _next_permit_of(channel: Channel) -> Callable[[Message], Awaitable[float]] |
             return ask  # type: ignore[no-any-return]
         layer = getattr(layer, "channel", None)
     return None
+
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class _Batcher(Generic[R, T]):
+    """Writes the requests made while the previous write was under way together, in one transaction.
+
+    The first request of a quiet moment goes out at once (after the current pass of the event loop, so the
+    requests of one burst share it); those that arrive while it is being written make the next batch. The
+    batch grows with the load, and a message costs a fraction of a transaction.
+    """
+
+    def __init__(self, write: Callable[[list[R]], Awaitable[list[T]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[R, asyncio.Future[T]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, request: R) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain(), name="outbox batch writer")
+        # A caller cancelled meanwhile does not take the write with it: the others' requests are in it.
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._write([request for request, _ in batch])
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved here if its caller is gone
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 def is_idempotent(channel: Channel) -> bool:
@@ -98,6 +142,34 @@ class Worker:
         lease = outbox.lease
         self._sweep_every = max(0.05, min(5.0, lease / 4))
         self._poll = float(getattr(store, "poll_interval", self._sweep_every))
+        self._marks: _Batcher[Marking, bool] = _Batcher(self._write_marks)
+        self._settlements: _Batcher[Settlement, None] = _Batcher(self._write_settlements)
+
+    async def _write_marks(self, marks: list[Marking]) -> list[bool]:
+        now = self._clock.now()
+        marked = await self._store.mark_sending_many(
+            self.id, marks, now=now, lease_until=now + self._outbox.lease
+        )
+        return [mark.id in marked for mark in marks]
+
+    async def _write_settlements(self, settlements: list[Settlement]) -> list[None]:
+        await self._store.settle_many(self.id, settlements, now=self._clock.now())
+        return [None] * len(settlements)
+
+    async def _settle(
+        self,
+        item_id: int,
+        *,
+        status: Any,
+        attempts: int,
+        error: str | None = None,
+        result: str | None = None,
+        next_attempt_at: float | None = None,
+        credential: str | None = None,
+    ) -> None:
+        await self._settlements.submit(
+            Settlement(item_id, status, attempts, error, result, next_attempt_at, credential)
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -260,17 +332,10 @@ class Worker:
                     self._report("deferred")
                     return
             idempotent = is_idempotent(channel)
-            now = clock.now()
-            if not await store.mark_sending(
-                item.id,
-                worker,
-                now=now,
-                lease_until=now + self._outbox.lease,
-                idempotent=idempotent,
-                credential=credential,
-            ):
+            if not await self._marks.submit(Marking(item.id, idempotent, credential)):
                 return  # cancelled meanwhile, or the lease ran out and another worker has it
             attempts = item.attempts + 1
+            now = clock.now()
             first = item.first_attempt_at if item.first_attempt_at is not None else now
             try:
                 result = await channel.send(message)
@@ -282,11 +347,9 @@ class Worker:
                 if idempotent:
                     await self._retry_or_fail(item, credential, exc, attempts, first)
                 else:
-                    await store.settle(
+                    await self._settle(
                         item.id,
-                        worker,
                         status="unknown",
-                        now=clock.now(),
                         attempts=attempts,
                         error=describe_error(exc),
                         credential=credential,
@@ -297,22 +360,18 @@ class Worker:
                 await self._retry_or_fail(item, credential, exc, attempts, first)
                 return
             except Exception as exc:  # noqa: BLE001 - permanent errors, and anything else, fail the item
-                await store.settle(
+                await self._settle(
                     item.id,
-                    worker,
                     status="failed",
-                    now=clock.now(),
                     attempts=attempts,
                     error=describe_error(exc),
                     credential=credential,
                 )
                 self._report("failed")
                 return
-            await store.settle(
+            await self._settle(
                 item.id,
-                worker,
                 status="sent",
-                now=clock.now(),
                 attempts=attempts,
                 result=encode_result(result),
                 credential=credential,
@@ -335,11 +394,9 @@ class Worker:
             until = None
         if until is None:
             # A quota without a time it resets: nothing says when another attempt could work.
-            await self._store.settle(
+            await self._settle(
                 item.id,
-                self.id,
                 status="failed",
-                now=now,
                 attempts=item.attempts if attempts is None else attempts,
                 error=describe_error(exc),
                 credential=credential,
@@ -352,11 +409,9 @@ class Worker:
         if attempts is None:
             await self._store.release(item.id, self.id, next_attempt_at=until, credential=credential)
         else:
-            await self._store.settle(
+            await self._settle(
                 item.id,
-                self.id,
                 status="queued",
-                now=now,
                 attempts=attempts,
                 error=describe_error(exc),
                 next_attempt_at=until,
@@ -372,22 +427,18 @@ class Worker:
         wait = max(policy.backoff(attempts, exc.retry_after), exc.retry_after or 0.0)
         out_of_time = policy.max_elapsed is not None and now + wait - first > policy.max_elapsed
         if attempts >= policy.attempts or out_of_time:
-            await self._store.settle(
+            await self._settle(
                 item.id,
-                self.id,
                 status="failed",
-                now=now,
                 attempts=attempts,
                 error=describe_error(exc),
                 credential=credential,
             )
             self._report("failed")
             return
-        await self._store.settle(
+        await self._settle(
             item.id,
-            self.id,
             status="queued",
-            now=now,
             attempts=attempts,
             error=describe_error(exc),
             next_attempt_at=now + wait,
@@ -403,11 +454,9 @@ class Worker:
             first = item.first_attempt_at if item.first_attempt_at is not None else now
             await self._retry_or_fail(item, item.credential, exc, item.attempts + 1, first)
             return
-        await self._store.settle(
+        await self._settle(
             item.id,
-            self.id,
             status="failed",
-            now=now,
             attempts=item.attempts,
             error=describe_error(exc),
             credential=item.credential,
