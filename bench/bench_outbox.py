@@ -237,7 +237,8 @@ def main() -> None:
     print(
         f"server: {'Postfix smtp-sink' if binary else 'aiosmtpd sink (smtp-sink not installed)'}; "
         f"{args.messages:,} messages of {len(messages(1)[0].as_bytes()):,} bytes; "
-        f"{args.workers} worker processes x concurrency {WORKER_CONCURRENCY} (pools of {CONCURRENCY} connections)"
+        f"{args.workers} worker processes x concurrency {WORKER_CONCURRENCY} "
+        f"(pools of {CONCURRENCY} connections)"
     )
     with server as port, tempfile.TemporaryDirectory() as scratch, postgresql(args.postgresql) as new_pg:
         baseline = bench_send_all(port, args.messages)
@@ -248,8 +249,8 @@ def main() -> None:
             extra = f", server commits {result['server_commits']:.2f}" if "server_commits" in result else ""
             print(
                 f"Outbox on {kind:10s}:   {result['rate']:8.0f} msg/s  ({result['rate'] / baseline:.2f}x)  "
-                f"put_many {result['put_rate']:,.0f} msg/s; per message: {result['statements']:.2f} statements, "
-                f"{result['transactions']:.2f} transactions{extra}"
+                f"put_many {result['put_rate']:,.0f} msg/s; per message: "
+                f"{result['statements']:.2f} statements, {result['transactions']:.2f} transactions{extra}"
             )
         if args.queued:
             for kind in kinds:
@@ -260,9 +261,9 @@ def main() -> None:
                 started = time.perf_counter()
                 large_rss = bench_rss(large, port, args.queued, sends)
                 print(
-                    f"worker peak RSS on {kind}: {small_rss:.1f} MiB with {sends:,} queued, {large_rss:.1f} MiB "
-                    f"with {args.queued:,} queued ({large_rss / small_rss:.2f}x; filling and sending took "
-                    f"{time.perf_counter() - started:.0f} s)"
+                    f"worker peak RSS on {kind}: {small_rss:.1f} MiB with {sends:,} queued, "
+                    f"{large_rss:.1f} MiB with {args.queued:,} queued ({large_rss / small_rss:.2f}x; "
+                    f"filling and sending took {time.perf_counter() - started:.0f} s)"
                 )
 
 
