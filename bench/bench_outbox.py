@@ -121,6 +121,7 @@ async def _work(database: str, port: int, sends: int | None) -> dict[str, float]
         "statements": counting.statements,
         "transactions": counting.transactions,
         "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "cpu": time.process_time(),
     }
 
 
@@ -193,6 +194,7 @@ def bench_outbox(label: str, database: str, port: int, count: int, workers: int)
         "put_rate": put_rate,
         "statements": sum(r["statements"] for r in reports) / count,
         "transactions": sum(r["transactions"] for r in reports) / count,
+        "cpu_us": sum(r["cpu"] for r in reports) / count * 1e6,
     }
     if commits_before is not None:
         # Minus this query's own transaction.
@@ -250,7 +252,8 @@ def main() -> None:
             print(
                 f"Outbox on {kind:10s}:   {result['rate']:8.0f} msg/s  ({result['rate'] / baseline:.2f}x)  "
                 f"put_many {result['put_rate']:,.0f} msg/s; per message: "
-                f"{result['statements']:.2f} statements, {result['transactions']:.2f} transactions{extra}"
+                f"{result['statements']:.2f} statements, {result['transactions']:.2f} transactions{extra}, "
+                f"worker CPU {result['cpu_us']:.0f} us"
             )
         if args.queued:
             for kind in kinds:
