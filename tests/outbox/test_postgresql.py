@@ -92,3 +92,21 @@ def test_many_workers_share_the_queue_and_send_each_item_once(postgresql_url: st
                 await outbox.aclose()
 
     asyncio.run(main())
+
+
+def test_put_on_a_blocking_connection_joins_its_transaction(postgresql_url: str) -> None:
+    """A blocking psycopg Connection (Django's kind) works too: the item follows its transaction."""
+
+    async def main() -> None:
+        channel = CountingChannel()
+        async with Outbox(postgresql_url, channel=channel) as outbox:
+            with psycopg.connect(postgresql_url) as connection:
+                with connection.transaction(force_rollback=True):
+                    await outbox.put(message(1), connection=connection)
+                with connection.transaction():
+                    kept = await outbox.put(message(2), connection=connection)
+            await asyncio.wait_for(outbox.run(until_empty=True), 30)
+            assert ["m2"] == [m.subject for m in channel.outbox]
+            assert "sent" == (await outbox.get(kept.id)).status
+
+    asyncio.run(main())

@@ -73,7 +73,7 @@ class Outbox:
         database: ``sqlite:///path`` (processes on one host), ``postgresql://...`` (a fleet; psycopg 3),
             or ``memory://`` (tests; gone with the process). May be the directory's database: the tables
             are prefixed ``sendchannel_``.
-        directory: A :class:`~sendchannel.ChannelDirectory`: each message goes through the entry its
+        directory: A ``sendchannel.ChannelDirectory``: each message goes through the entry its
             sender (and ``owner``) routes to, inside that entry's throttler.
         channel: The channel every message goes through. Wrap it in ``pipeline(channel, retry=None,
             store=...)`` for the provider's limits: the outbox does the retrying itself.
@@ -164,8 +164,9 @@ class Outbox:
             owner: Whose message it is: with a directory, the owner whose entries may send it.
             send_at: When to send it: a timezone-aware datetime (None: now).
             priority: Higher goes first among items that are due.
-            connection: With PostgreSQL, a psycopg ``AsyncConnection`` inside the application's own
-                transaction: the item exists only if that transaction commits.
+            connection: With PostgreSQL, the psycopg 3 connection of the application's own transaction (an
+                ``AsyncConnection``, or a blocking ``Connection`` such as Django's
+                ``django.db.connection.connection``): the item exists only if that transaction commits.
 
         Raises:
             InvalidMessageError: The message breaks the channel's per-message limits.

@@ -41,12 +41,21 @@ class PostgresOutboxStore(SqlOutboxStore):
     async def _insert_on(self, connection: Any, statements: list[tuple[str, list[object]]]) -> list[int]:
         import psycopg
 
+        if isinstance(connection, psycopg.Connection):
+            # A blocking connection (Django's, on psycopg 3): a few short statements, run where we are.
+            ids: list[int] = []
+            with connection.cursor() as cursor:
+                for sql, params in statements:
+                    cursor.execute(_convert(sql), params)
+                    ids += sorted(int(row[0]) for row in cursor.fetchall())
+                cursor.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+            return ids
         if not isinstance(connection, psycopg.AsyncConnection):
             raise ConfigurationError(
-                f"connection= takes a psycopg AsyncConnection (the application's transaction), got "
-                f"{type(connection).__name__}"
+                "connection= takes the psycopg 3 connection of the application's transaction (an "
+                f"AsyncConnection, or a Connection such as Django's), got {type(connection).__name__}"
             )
-        ids: list[int] = []
+        ids = []
         async with connection.cursor() as cursor:
             for sql, params in statements:
                 await cursor.execute(_convert(sql), params)
