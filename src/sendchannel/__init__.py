@@ -38,6 +38,7 @@ from sendchannel.errors import (
 
 if TYPE_CHECKING:
     from sendchannel._bulk import BulkReport, Outcome, send_all
+    from sendchannel._directory import ChannelDirectory, DirectoryEntry
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail import GmailOAuthChannel
     from sendchannel._outbox import Outbox, OutboxItem
@@ -62,10 +63,12 @@ __all__ = [
     "BaseChannel",
     "BulkReport",
     "Channel",
+    "ChannelDirectory",
     "ConfigurationError",
     "ConnectionLostError",
     "CredentialScope",
     "DeliveryUnknownError",
+    "DirectoryEntry",
     "FailoverChannel",
     "GmailOAuthChannel",
     "InvalidMessageError",
@@ -109,6 +112,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "BulkReport": ("sendchannel._bulk", None),
     "Outcome": ("sendchannel._bulk", None),
     "send_all": ("sendchannel._bulk", None),
+    "ChannelDirectory": ("sendchannel._directory", None),
+    "DirectoryEntry": ("sendchannel._directory", None),
     "FailoverChannel": ("sendchannel._failover", None),
     "GmailOAuthChannel": ("sendchannel._gmail", "gmail"),
     "Outbox": ("sendchannel._outbox", None),

@@ -839,6 +839,10 @@ def _parser() -> argparse.ArgumentParser:
     from sendchannel._outbox._cli import add_parsers as add_outbox_parsers
 
     add_outbox_parsers(commands)
+
+    from sendchannel._directory import _cli as directory_cli
+
+    directory_cli.add_parser(commands)
     return parser
 
 

@@ -87,3 +87,25 @@ def errors(error: SendError) -> None:
         assert_type(error.resets_at, float | None)
     if isinstance(error, ThrottledError):
         assert_type(error.channel, str | None)
+
+
+async def directory() -> None:
+    import datetime
+    from typing import Literal
+
+    from sendchannel import ChannelDirectory, DirectoryEntry
+
+    def told(entry: DirectoryEntry, previous: DirectoryEntry) -> None:
+        assert_type(entry.state, Literal["ok", "needs_reconnect", "paused"])
+
+    async with ChannelDirectory("sqlite:///mail.db", failover=True, on_change=told) as team:
+        entry = await team.connect("alice", "office365://alice@contoso.com", password="...")
+        assert_type(entry, DirectoryEntry)
+        assert_type(entry.since, datetime.datetime)
+        assert_type(team.route("alice@contoso.com", owner="alice"), DirectoryEntry)
+        assert_type(await team.entries(owner="alice"), list[DirectoryEntry])
+        message = Message("alice@contoso.com", ["b@example.net"], subject="s", text="t")
+        assert_type(await team.send(message, owner="alice"), SendResult)
+        assert_type(await team.channel_for(message, max_wait=0, retry=False), Channel)
+        assert_type(await team.disconnect(entry.id), bool)
+        assert_type(await team.rotate_secrets(), int)

@@ -62,8 +62,9 @@ class Database(Protocol):
         """Run ``body(tx)`` in a transaction, again from the start after a conflict that the engine
         resolves by aborting one side (PostgreSQL serialization failure or deadlock), up to the timeout."""
 
-    async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
-        """Run one statement in a transaction of its own; return its rows."""
+    async def execute(self, sql: str, params: Sequence[object] = (), *, write: bool = True) -> list[Row]:
+        """Run one statement in a transaction of its own; return its rows (``write=False`` for a read,
+        which on SQLite waits for no writer)."""
 
     async def aclose(self) -> None:
         """Close every connection this process holds (idempotent)."""

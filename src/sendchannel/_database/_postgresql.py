@@ -112,6 +112,9 @@ class PostgresDatabase:
                     raise _Conflict(f"PostgreSQL at {self.url.display} aborted a transaction: {exc}") from exc
                 except psycopg.OperationalError as exc:
                     raise self._lost(exc) from exc
+                except asyncio.CancelledError:
+                    # A statement may still be running on the server: never hand this connection out again.
+                    raise
                 except BaseException:
                     healthy = not connection.broken
                     raise
@@ -132,13 +135,13 @@ class PostgresDatabase:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.2)
 
-    async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    async def execute(self, sql: str, params: Sequence[object] = (), *, write: bool = True) -> list[Row]:
         """Run one statement in a transaction of its own."""
 
         async def body(tx: Transaction) -> list[Row]:
             return await tx.execute(sql, params)
 
-        return await self.run(body)
+        return await self.run(body, write=write)
 
     async def aclose(self) -> None:
         """Close the idle connections (idempotent); connections in use close when their transaction ends."""

@@ -82,29 +82,10 @@ class SqliteDatabase:
         async with self.transaction(write=write) as tx:
             return await body(tx)
 
-    async def execute(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+    async def execute(self, sql: str, params: Sequence[object] = (), *, write: bool = True) -> list[Row]:
         """Run one statement in a transaction of its own (one trip to the worker thread)."""
         async with self._lock():
-            return await self._call(self._execute_alone, sql, tuple(params))
-
-    async def run_sync(self, body: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        """Run ``body(connection)`` on the worker thread in one transaction: one trip for many statements.
-
-        For hot paths; ``body`` must not block on anything but the database.
-        """
-
-        def whole() -> T:
-            self._begin(write)
-            try:
-                result = body(self._open())
-            except BaseException:
-                self._end("ROLLBACK")
-                raise
-            self._end("COMMIT")
-            return result
-
-        async with self._lock():
-            return await self._call(whole)
+            return await self._call(self._execute_alone, sql, tuple(params), write)
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
@@ -199,8 +180,8 @@ class SqliteDatabase:
     def _executemany(self, sql: str, params: list[tuple[object, ...]]) -> int:
         return self._open().executemany(sql, params).rowcount
 
-    def _execute_alone(self, sql: str, params: tuple[object, ...]) -> list[Row]:
-        self._begin(True)
+    def _execute_alone(self, sql: str, params: tuple[object, ...], write: bool) -> list[Row]:
+        self._begin(write)
         try:
             rows, _ = self._execute(sql, params)
         except BaseException:

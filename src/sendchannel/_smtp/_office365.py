@@ -529,6 +529,7 @@ class DeviceCodeTokenProvider(_MsalTokenProvider):
         scopes: Sequence[str] = (DELEGATED_SCOPE,),
         prompt: Callable[[str], None] | None = None,
         cache_path: str | os.PathLike[str] | None = None,
+        cache_state: str | None = None,
         **msal_options: Any,
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
@@ -537,14 +538,28 @@ class DeviceCodeTokenProvider(_MsalTokenProvider):
         self.client_id = client_id
         self.prompt = prompt if prompt is not None else _print_prompt
         self.cache_path = None if cache_path is None else os.fspath(cache_path)
-        self._options = msal_options
+        #: More arguments of msal.PublicClientApplication (a store that rebuilds the provider keeps them).
+        self.msal_options = self._options = msal_options
         self._cache: Any = None
+        # A token cache kept elsewhere (ChannelDirectory's encrypted store), serialized, to start from.
+        self._cache_state = cache_state
+
+    @property
+    def cache_changed(self) -> bool:
+        """Whether the token cache changed since it was last serialized (a new token, a new refresh token)."""
+        return self._cache is not None and bool(self._cache.has_state_changed)
+
+    def cache_state(self) -> str | None:
+        """The token cache, serialized (for a store that keeps it elsewhere), or None before the first use."""
+        return self._cache_state if self._cache is None else str(self._cache.serialize())
 
     def _acquire(self) -> Mapping[str, Any]:
         if self._app is None:
             msal = _import_msal()
             self._cache = msal.SerializableTokenCache()
-            if self.cache_path is not None and os.path.exists(self.cache_path):
+            if self._cache_state is not None:
+                self._cache.deserialize(self._cache_state)
+            elif self.cache_path is not None and os.path.exists(self.cache_path):
                 with open(self.cache_path, encoding="utf-8") as file:
                     self._cache.deserialize(file.read())
             self._app = msal.PublicClientApplication(

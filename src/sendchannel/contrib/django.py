@@ -12,6 +12,11 @@ With nothing else set, the backend builds an :class:`~sendchannel.SmtpChannel` f
 ``SENDCHANNEL_URL``
     A channel URL, such as ``"office365://alice@contoso.com"`` or ``"memory://"`` in tests; keyword
     arguments of the channel go in ``SENDCHANNEL_OPTIONS`` (a dict).
+``SENDCHANNEL_DIRECTORY``
+    A :class:`~sendchannel.ChannelDirectory`'s database URL: each message goes through the entry its
+    sender routes to, for the owner ``SENDCHANNEL_DIRECTORY_OWNER`` names (a string, or a function of the
+    :class:`~sendchannel.Message`; None: shared entries only). The keys come from
+    ``SENDCHANNEL_SECRET_KEYS``.
 ``SENDCHANNEL_CHANNEL``
     A channel, or a function without arguments that returns one, or the dotted path to either
     (``"myproject.mail.build_channel"``): the place to build a :func:`~sendchannel.pipeline` with a
@@ -60,6 +65,8 @@ _SETTINGS = frozenset(
         "SENDCHANNEL_URL",
         "SENDCHANNEL_OPTIONS",
         "SENDCHANNEL_CHANNEL",
+        "SENDCHANNEL_DIRECTORY",
+        "SENDCHANNEL_DIRECTORY_OWNER",
         "EMAIL_HOST",
         "EMAIL_PORT",
         "EMAIL_HOST_USER",
@@ -162,6 +169,12 @@ def _smtp_from_django_settings(options: dict[str, Any]) -> tuple[Hashable, Calla
 
 
 def _configuration(options: dict[str, Any]) -> tuple[Hashable, Callable[[], Channel]]:
+    directory = getattr(settings, "SENDCHANNEL_DIRECTORY", None)
+    if directory and not options.get("url"):
+        from sendchannel._directory._adapter import DirectoryChannel
+
+        owner = getattr(settings, "SENDCHANNEL_DIRECTORY_OWNER", None)
+        return ("directory", directory, id(owner)), lambda: DirectoryChannel(directory, owner)
     url = options.get("url") or getattr(settings, "SENDCHANNEL_URL", None)
     factory = getattr(settings, "SENDCHANNEL_CHANNEL", None)
     if url and factory is not None and not options.get("url"):
