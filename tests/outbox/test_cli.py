@@ -77,3 +77,23 @@ async def test_worker_command_in_a_terminal_shows_progress_and_stops_on_sigterm(
         assert b"SIGTERM: finishing the sends in flight" in terminal.seen
         async with Outbox(database, channel=FakeChannel()) as outbox:
             assert 10 == (await outbox.counts())["sent"]
+
+
+async def test_worker_command_sends_through_the_directory_in_the_same_database(tmp_path: object) -> None:
+    """Without --channel the worker routes each item through the directory stored in the same database."""
+    from cryptography.fernet import Fernet
+
+    from sendchannel import ChannelDirectory
+
+    database = f"sqlite:///{tmp_path}/mail.db"
+    key = Fernet.generate_key().decode()
+    async with SmtpSink() as sink:
+        async with ChannelDirectory(database, secrets=key) as directory:
+            await directory.connect("sales", f"smtp://127.0.0.1:{sink.port}?tls=none", shared=True)
+        async with Outbox(database, channel=FakeChannel()) as outbox:
+            await outbox.put_many([message(i) for i in range(5)], owner="sales")
+        run = await cli("worker", database, "--until-empty", env={"SENDCHANNEL_SECRET_KEYS": key})
+        assert 0 == run.code, run.output
+        assert 5 == len(sink.messages)
+        async with Outbox(database, channel=FakeChannel()) as outbox:
+            assert 5 == (await outbox.counts())["sent"]

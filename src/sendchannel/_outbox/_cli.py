@@ -173,6 +173,8 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
     out.line(f"sendchannel worker on {outbox.store.where}: concurrency {args.concurrency}")
     ticker = asyncio.create_task(progress.tick())
     try:
+        if directory is not None:
+            await directory.__aenter__()
         async with outbox:
             worker = asyncio.create_task(
                 outbox.run(concurrency=args.concurrency, until_empty=args.until_empty, progress=progress)
