@@ -416,12 +416,17 @@ class SqlOutboxStore:
 
     async def purge(self, before: float) -> int:
         finished = ", ".join(f"'{name}'" for name in FINISHED)
-        rows = await self._execute(
-            f"DELETE FROM {TABLE} WHERE finished_at IS NOT NULL AND finished_at < ? "  # noqa: S608
-            f"AND status IN ({finished}) RETURNING id",
-            [before],
-        )
-        return len(rows)
+
+        async def body(tx: Transaction) -> int:
+            # The count, not the ids: a purge may remove millions of rows.
+            await tx.execute(
+                f"DELETE FROM {TABLE} WHERE finished_at IS NOT NULL AND finished_at < ? "  # noqa: S608
+                f"AND status IN ({finished})",
+                [before],
+            )
+            return max(0, tx.rowcount)
+
+        return await self._run(body)
 
     async def summary(self, now: float) -> Summary:
         async def body(tx: Transaction) -> Summary:
