@@ -239,6 +239,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--queued", type=int, default=1_000_000, help="items queued for the RSS figure")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--rss-only", action="store_true", help="only the RSS figures")
     parser.add_argument(
         "--postgresql", metavar="URL", help="an existing server's database (default: private)"
     )

@@ -118,7 +118,8 @@ async def outbox() -> None:
 
     async with Outbox("sqlite:///mail.db", channel=FakeChannel(), lease=60.0) as queue:
         message = Message("alice@contoso.com", ["b@example.net"], subject="s", text="t")
-        item = await queue.put(message, owner="alice", send_at=datetime.datetime.now(datetime.UTC), priority=1)
+        now = datetime.datetime.now(datetime.UTC)
+        item = await queue.put(message, owner="alice", send_at=now, priority=1)
         assert_type(item, OutboxItem)
         assert_type(item.id, int)
         assert_type(item.next_attempt_at, datetime.datetime)
