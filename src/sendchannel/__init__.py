@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from sendchannel._failover import FailoverChannel
     from sendchannel._gmail._channel import GmailOAuthChannel
     from sendchannel._graph._channel import Office365GraphChannel
+    from sendchannel._outbox import Outbox, OutboxItem
     from sendchannel._pipeline import pipeline
     from sendchannel._retry import Retrying, RetryPolicy
     from sendchannel._smtp._channel import SmtpChannel
@@ -81,6 +82,8 @@ __all__ = [
     "MessageRejectedError",
     "Office365Channel",
     "Office365GraphChannel",
+    "Outbox",
+    "OutboxItem",
     "Outcome",
     "PermanentError",
     "QuotaExceededError",
@@ -118,6 +121,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ChannelDirectory": ("sendchannel._directory", None),
     "DirectoryEntry": ("sendchannel._directory", None),
     "FailoverChannel": ("sendchannel._failover", None),
+    "Outbox": ("sendchannel._outbox", None),
+    "OutboxItem": ("sendchannel._outbox", None),
     "pipeline": ("sendchannel._pipeline", None),
     "RetryPolicy": ("sendchannel._retry", None),
     "Retrying": ("sendchannel._retry", None),

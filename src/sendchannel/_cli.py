@@ -843,6 +843,10 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--raw", action="store_true", help="print each message's bytes as received")
     sink.set_defaults(run=_cmd_sink)
 
+    from sendchannel._outbox._cli import add_parsers as add_outbox_parsers
+
+    add_outbox_parsers(commands)
+
     from sendchannel._directory import _cli as directory_cli
 
     directory_cli.add_parser(commands)

@@ -129,3 +129,29 @@ async def directory() -> None:
         assert_type(await team.channel_for(message, max_wait=0, retry=False), Channel)
         assert_type(await team.disconnect(entry.id), bool)
         assert_type(await team.rotate_secrets(), int)
+
+
+async def outbox() -> None:
+    import datetime
+
+    from sendchannel import Outbox, OutboxItem
+
+    async with Outbox("sqlite:///mail.db", channel=FakeChannel(), lease=60.0) as queue:
+        message = Message("alice@contoso.com", ["b@example.net"], subject="s", text="t")
+        now = datetime.datetime.now(datetime.UTC)
+        item = await queue.put(message, owner="alice", send_at=now, priority=1)
+        assert_type(item, OutboxItem)
+        assert_type(item.id, int)
+        assert_type(item.next_attempt_at, datetime.datetime)
+        assert_type(item.result, SendResult | None)
+        assert_type(await queue.put_many([message]), list[OutboxItem])
+        assert_type(await queue.get(item.id), OutboxItem | None)
+        assert_type(await queue.counts(), dict[str, int])
+        async for each in queue.items(status="unknown", owner="alice"):
+            assert_type(each.error, str | None)
+        assert_type(await queue.cancel(item.id), bool)
+        assert_type(await queue.purge(datetime.timedelta(days=30)), int)
+        await queue.run(concurrency=4, until_empty=True)
+        queue.stop()
+    throttler = Throttler(FakeChannel())
+    assert_type(await throttler.next_permit(), float)

@@ -28,6 +28,9 @@ from sendchannel._throttle._store import Costs, Reservation
 
 __all__ = ["MemoryStore"]
 
+# The max_wait that asks a store's reserve for the slot without taking it (every slot is >= now).
+_LOOK_ONLY = -1.0
+
 
 class _Window:
     __slots__ = ("entries", "total")
@@ -105,6 +108,11 @@ class MemoryStore:
             window.entries.append((at, units, token))
             window.total += units
         return Reservation(granted=True, at=at, token=token, limited_by=limited_by)
+
+    async def next_permit(self, key: str, costs: Costs, *, now: Callable[[], float]) -> Reservation:
+        """When a send taking ``costs`` would get its slot; records nothing."""
+        # A slot is never before now, so no slot is within a negative max_wait: nothing is recorded.
+        return self._reserve_at(key, costs, now(), _LOOK_ONLY)
 
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""

@@ -295,6 +295,17 @@ class RedisStore:
             return Reservation(granted=True, at=at, token=token, limited_by=limited_by)
         return Reservation(granted=False, at=at, limited_by=limited_by)
 
+    async def next_permit(self, key: str, costs: Costs, *, now: Callable[[], float]) -> Reservation:
+        """When a send taking ``costs`` would get its slot, in one round trip; records nothing.
+
+        Raises:
+            ConnectionLostError: Redis cannot be reached.
+            ConfigurationError: Redis refused the store's commands.
+        """
+        # The reservation script with a negative max_wait: every slot is at or after Redis's now, so the
+        # script answers the slot and records nothing.
+        return await self.reserve(key, costs, now=now, max_wait=-1.0)
+
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""
         keys = [self._sums_key(key)]

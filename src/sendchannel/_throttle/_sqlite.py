@@ -101,6 +101,16 @@ class SqliteStore:
             future.add_done_callback(lambda done: self._release_unused(done, key, costs))
             raise
 
+    async def next_permit(self, key: str, costs: Costs, *, now: Callable[[], float]) -> Reservation:
+        """When a send taking ``costs`` would get its slot; records nothing (it may forget expired entries).
+
+        Raises:
+            ConnectionLostError: The database stayed locked for ``timeout`` seconds.
+            ConfigurationError: The database cannot be opened or written.
+        """
+        # Every slot is at or after now, so none is within a negative max_wait: reserve records nothing.
+        return await self._submit(self._reserve_sync, key, costs, now, -1.0, "")
+
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""
         await self._submit(self._release_sync, key, costs, token)

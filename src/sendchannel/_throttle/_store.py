@@ -83,6 +83,18 @@ class ThrottleStore(Protocol):
         """
         ...
 
+    async def next_permit(self, key: str, costs: Costs, *, now: Callable[[], float]) -> Reservation:
+        """Say when a send taking ``costs`` would get its slot, waiting for nothing and recording nothing.
+
+        The answer is the slot :meth:`reserve` would give at this moment (``at``, in the caller's time,
+        and ``limited_by``), with ``granted`` False and no token. A store may forget entries whose window
+        has passed while it looks, as :meth:`reserve` does; it never records a send or a pause.
+
+        Raises:
+            SendError: The store cannot be reached (``ConnectionLostError``).
+        """
+        ...
+
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider, giving its units back."""
         ...

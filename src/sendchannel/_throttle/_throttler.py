@@ -164,14 +164,7 @@ class Throttler(Closing):
             SendError: Whatever the wrapped channel raised.
         """
         check_message(self, message)
-        recipients = len(message.recipients)
-        costs = [(rate, rate.cost(recipients)) for rate in self._current_rates()]
-        for rate, units in costs:
-            if units > rate.count:
-                raise InvalidMessageError(
-                    f"The message has {recipients} recipients, but the limit of {rate} never allows that "
-                    "many at once; split it into several messages."
-                )
+        costs = self._costs(len(message.recipients))
         token = await self._take(costs)
         try:
             return await self._channel.send(message)
@@ -187,6 +180,37 @@ class Throttler(Closing):
         except _NOT_SENT:
             await self._give_back(costs, token)
             raise
+
+    async def next_permit(self, message: Message | None = None) -> float:
+        """Seconds until a send of ``message`` would get its permits (0.0: now); waits for nothing.
+
+        It records nothing and takes nothing: the answer is what :meth:`send` would wait for at this
+        moment, pauses included, for ``message`` (its recipients count against ``"recipients"`` rates), or
+        for a message of one recipient when ``message`` is None. Another sender may take the permit
+        first, so the answer is a forecast: a durable queue uses it to put a message back until then
+        rather than hold a worker on a long wait.
+
+        Raises:
+            InvalidMessageError: The message has more recipients than a rate ever allows at once.
+            ConnectionLostError: The store cannot be reached.
+        """
+        recipients = 1 if message is None else len(message.recipients)
+        costs = self._costs(recipients)
+        reservation = await self._call_store(
+            self._store.next_permit(self.key, costs, now=self.clock.now)
+        )
+        now = self.clock.now()
+        return max(0.0, reservation.at - now, self._paused_until - now)
+
+    def _costs(self, recipients: int) -> list[tuple[Rate, int]]:
+        costs = [(rate, rate.cost(recipients)) for rate in self._current_rates()]
+        for rate, units in costs:
+            if units > rate.count:
+                raise InvalidMessageError(
+                    f"The message has {recipients} recipients, but the limit of {rate} never allows that "
+                    "many at once; split it into several messages."
+                )
+        return costs
 
     async def _take(self, costs: list[tuple[Rate, int]]) -> str | None:
         """Reserve a slot, sleep until it, and return its token."""

@@ -195,6 +195,33 @@ class StoreContract:
 
         self._run(body)
 
+    def test_next_permit_says_when_without_recording(self) -> None:
+        """next_permit answers the slot reserve would give, takes nothing, and sees pauses."""
+        per = self._window()
+        rate = Rate(2, per)
+
+        async def body(store: ThrottleStore, clock: _Time) -> None:
+            key = self._key()
+            now = clock.now()
+            empty = await store.next_permit(key, [(rate, 1)], now=clock.now)
+            assert not empty.granted
+            assert empty.token is None
+            self._assert_close(now, empty.at, "next permit of an empty window")
+            first = await store.reserve(key, [(rate, 1)], now=clock.now, max_wait=0.0)
+            await store.reserve(key, [(rate, 1)], now=clock.now, max_wait=0.0)
+            for _ in range(3):  # asking again changes nothing
+                full = await store.next_permit(key, [(rate, 1)], now=clock.now)
+                self._assert_close(first.at + per, full.at, "next permit of a full window")
+                assert rate == full.limited_by
+            taken = await store.reserve(key, [(rate, 1)], now=clock.now, max_wait=math.inf)
+            self._assert_close(first.at + per, taken.at, "slot after next_permit (nothing recorded)")
+            other = self._key()
+            await store.pause(other, per / 2, now=clock.now)
+            paused = await store.next_permit(other, [(rate, 1)], now=clock.now)
+            self._assert_close(clock.now() + per / 2, paused.at, "next permit inside a pause")
+
+        self._run(body)
+
     def test_a_send_takes_every_rate_or_none(self) -> None:
         """A send that one rate refuses takes nothing from the others either."""
         per = self._window()

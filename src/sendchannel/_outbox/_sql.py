@@ -1,0 +1,460 @@
+"""The outbox on the shared database layer: one SQL store for SQLite and PostgreSQL.
+
+Claims are safe across processes and hosts: on PostgreSQL the claim picks its rows with
+``FOR UPDATE SKIP LOCKED`` (workers never wait for each other's rows, nor take the same one); on SQLite
+every write transaction holds the file's write lock (``BEGIN IMMEDIATE``), so one claim runs at a time and
+no two workers lease one item. Every step is one statement in its own transaction, so the cost of a
+message is a handful of short transactions: claim (shared by the items claimed together), mark sending,
+settle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+from sendchannel._database import Database, Migration, Schema, Transaction, open_database
+from sendchannel._outbox._codec import decode_result
+from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timestamp
+from sendchannel._outbox._store import Claimed, Marking, NewItem, Settlement, Summary
+
+__all__ = ["SCHEMA", "SqlOutboxStore", "TABLE"]
+
+T = TypeVar("T")
+
+TABLE = "sendchannel_outbox_items"
+
+_COLUMNS = """
+    message_id TEXT NOT NULL,
+    owner TEXT,
+    status TEXT NOT NULL DEFAULT 'queued',
+    priority INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    send_at {real} NOT NULL,
+    next_attempt_at {real} NOT NULL,
+    created_at {real} NOT NULL,
+    first_attempt_at {real},
+    finished_at {real},
+    claimed_by TEXT,
+    lease_until {real},
+    credential TEXT,
+    idempotent INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    result TEXT,
+    envelope TEXT NOT NULL,
+    rendered {blob} NOT NULL
+"""
+
+_INDEXES = (
+    # The claim: due items by priority, then age.
+    f"CREATE INDEX sendchannel_outbox_claim ON {TABLE} (priority DESC, next_attempt_at, id) "
+    "WHERE status = 'queued'",
+    # When the next item comes due.
+    f"CREATE INDEX sendchannel_outbox_due ON {TABLE} (next_attempt_at) WHERE status = 'queued'",
+    # Leases: the claims and sends in progress, and the ones whose worker died.
+    f"CREATE INDEX sendchannel_outbox_leases ON {TABLE} (lease_until) WHERE lease_until IS NOT NULL",
+    # purge, and the CLI's unknown items.
+    f"CREATE INDEX sendchannel_outbox_finished ON {TABLE} (finished_at) WHERE finished_at IS NOT NULL",
+    f"CREATE INDEX sendchannel_outbox_owner ON {TABLE} (owner, status)",
+)
+
+SCHEMA = Schema(
+    "outbox",
+    [
+        Migration(
+            sqlite=(
+                f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                + _COLUMNS.format(real="REAL", blob="BLOB")
+                + ")",
+                *_INDEXES,
+            ),
+            postgresql=(
+                f"CREATE TABLE {TABLE} (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                + _COLUMNS.format(real="DOUBLE PRECISION", blob="BYTEA")
+                + ")",
+                *_INDEXES,
+            ),
+        )
+    ],
+)
+
+_ITEM_COLUMNS = "id, message_id, owner, status, attempts, send_at, next_attempt_at, error, result"
+
+_UNKNOWN_ERROR = (
+    "DeliveryUnknownError: the worker sending it stopped before recording the outcome; the provider may or "
+    "may not have the message, so it is not sent again."
+)
+_RESENT_NOTE = "The worker sending it stopped before recording the outcome; sent again (idempotent)."
+
+# Rows a page of items() reads, and rows one INSERT statement carries.
+_PAGE = 500
+_INSERT_CHUNK = 500
+
+
+def _item(row: Sequence[Any]) -> OutboxItem:
+    return OutboxItem(
+        id=int(row[0]),
+        message_id=row[1],
+        owner=row[2],
+        status=row[3],
+        attempts=int(row[4]),
+        send_at=from_timestamp(float(row[5])),
+        next_attempt_at=from_timestamp(float(row[6])),
+        error=row[7],
+        result=decode_result(row[8]),
+    )
+
+
+def _not_in(column: str, values: Collection[str]) -> tuple[str, list[str]]:
+    if not values:
+        return "", []
+    marks = ", ".join("?" for _ in values)
+    return f" AND ({column} IS NULL OR {column} NOT IN ({marks}))", list(values)
+
+
+class SqlOutboxStore:
+    """The outbox in SQLite or PostgreSQL, through ``sendchannel._database``."""
+
+    #: Seconds between looks for new items when nothing wakes the worker sooner.
+    poll_interval = 0.2
+
+    def __init__(self, url: str) -> None:
+        self.database: Database = open_database(url)
+        #: Where the items are (the URL without its password).
+        self.where = self.database.url.display
+        self._arrived = asyncio.Event()
+
+    async def setup(self) -> None:
+        await SCHEMA.ensure(self.database)
+
+    # Every call runs to its end even when the caller is cancelled (a worker being stopped): a transaction
+    # cut off half-way would leave the connection inside it. The caller still sees the cancellation at once.
+
+    async def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        return await asyncio.shield(asyncio.ensure_future(self.database.execute(sql, params)))
+
+    async def _run(self, body: Callable[[Transaction], Awaitable[T]], *, write: bool = True) -> T:
+        return await asyncio.shield(asyncio.ensure_future(self.database.run(body, write=write)))
+
+    # -- queueing -------------------------------------------------------------------------------------------
+
+    def _insert_statements(self, items: Sequence[NewItem], now: float) -> list[tuple[str, list[object]]]:
+        statements = []
+        for start in range(0, len(items), _INSERT_CHUNK):
+            chunk = items[start : start + _INSERT_CHUNK]
+            values = ", ".join("(?, ?, ?, ?, ?, ?, ?, ?)" for _ in chunk)
+            params: list[object] = []
+            for item in chunk:
+                params += [
+                    item.message_id,
+                    item.owner,
+                    item.priority,
+                    item.send_at,
+                    item.send_at,
+                    now,
+                    item.envelope,
+                    item.rendered,
+                ]
+            statements.append(
+                (
+                    f"INSERT INTO {TABLE} (message_id, owner, priority, send_at, "  # noqa: S608 - fixed names
+                    f"next_attempt_at, created_at, envelope, rendered) VALUES {values} RETURNING id",
+                    params,
+                )
+            )
+        return statements
+
+    async def insert(self, items: Sequence[NewItem], *, connection: Any = None) -> list[int]:
+        import time
+
+        now = time.time()
+        statements = self._insert_statements(items, now)
+        if connection is not None:
+            return await self._insert_on(connection, statements)
+
+        async def body(tx: Transaction) -> list[int]:
+            ids: list[int] = []
+            for sql, params in statements:
+                rows = await tx.execute(sql, params)
+                ids += sorted(int(row[0]) for row in rows)
+            await self._notify(tx)
+            return ids
+
+        ids = await self._run(body)
+        self._arrived.set()
+        return ids
+
+    async def _insert_on(self, connection: Any, statements: list[tuple[str, list[object]]]) -> list[int]:
+        from sendchannel.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "connection= enqueues inside the application's own PostgreSQL transaction; this outbox is on "
+            f"{self.where}. Leave connection= out (or use a postgresql:// outbox)."
+        )
+
+    async def _notify(self, tx: Transaction) -> None:
+        """Tell the other workers that items arrived (PostgreSQL: NOTIFY, delivered at commit)."""
+
+    # -- working --------------------------------------------------------------------------------------------
+
+    async def claim(
+        self, worker: str, limit: int, *, now: float, lease_until: float, exclude: Collection[str]
+    ) -> list[Claimed]:
+        skip, skip_params = _not_in("credential", exclude)
+        locking = " FOR UPDATE SKIP LOCKED" if self.database.dialect == "postgresql" else ""
+        sql = (
+            f"UPDATE {TABLE} SET claimed_by = ?, lease_until = ? WHERE id IN ("  # noqa: S608 - fixed names
+            f"SELECT id FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= ? "
+            f"AND (lease_until IS NULL OR lease_until <= ?){skip} "
+            f"ORDER BY priority DESC, next_attempt_at, id LIMIT ?{locking}) "
+            "RETURNING id, owner, attempts, first_attempt_at, credential, rendered, envelope, priority, "
+            "next_attempt_at"
+        )
+        rows = await self._execute(sql, [worker, lease_until, now, now, *skip_params, limit])
+        rows.sort(key=lambda row: (-row[7], row[8], row[0]))
+        return [
+            Claimed(
+                id=int(row[0]),
+                owner=row[1],
+                attempts=int(row[2]),
+                first_attempt_at=None if row[3] is None else float(row[3]),
+                credential=row[4],
+                rendered=bytes(row[5]),
+                envelope=row[6],
+            )
+            for row in rows
+        ]
+
+    async def mark_sending(
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        now: float,
+        lease_until: float,
+        idempotent: bool,
+        credential: str | None,
+    ) -> bool:
+        marked = await self.mark_sending_many(
+            worker, [Marking(item_id, idempotent, credential)], now=now, lease_until=lease_until
+        )
+        return item_id in marked
+
+    async def mark_sending_many(
+        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
+    ) -> set[int]:
+        groups: dict[tuple[bool, str | None], list[int]] = {}
+        for item in items:
+            groups.setdefault((item.idempotent, item.credential), []).append(item.id)
+
+        async def body(tx: Transaction) -> set[int]:
+            marked: set[int] = set()
+            for (idempotent, credential), ids in groups.items():
+                marks = ", ".join("?" for _ in ids)
+                rows = await tx.execute(
+                    f"UPDATE {TABLE} SET status = 'sending', attempts = attempts + 1, "  # noqa: S608
+                    "first_attempt_at = COALESCE(first_attempt_at, ?), lease_until = ?, idempotent = ?, "
+                    f"credential = ? WHERE claimed_by = ? AND status = 'queued' AND id IN ({marks}) "
+                    "RETURNING id",
+                    [now, lease_until, int(idempotent), credential, worker, *ids],
+                )
+                marked.update(int(row[0]) for row in rows)
+            return marked
+
+        return await self._run(body)
+
+    async def settle(
+        self,
+        item_id: int,
+        worker: str,
+        *,
+        status: Status,
+        now: float,
+        attempts: int,
+        error: str | None = None,
+        result: str | None = None,
+        next_attempt_at: float | None = None,
+        credential: str | None = None,
+    ) -> bool:
+        rows = await self._execute(
+            *self._settle_statement(
+                worker, Settlement(item_id, status, attempts, error, result, next_attempt_at, credential), now
+            )
+        )
+        return bool(rows)
+
+    @staticmethod
+    def _settle_statement(worker: str, one: Settlement, now: float) -> tuple[str, list[object]]:
+        finished = ", ".join(f"'{name}'" for name in FINISHED)
+        if one.status == "queued":
+            return (
+                f"UPDATE {TABLE} SET status = 'queued', attempts = ?, error = ?, "  # noqa: S608
+                "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential), "
+                "claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? "
+                f"AND status NOT IN ({finished}) RETURNING id",
+                [one.attempts, one.error, one.next_attempt_at, one.credential, one.id, worker],
+            )
+        return (
+            f"UPDATE {TABLE} SET status = ?, attempts = ?, error = ?, result = ?, "  # noqa: S608
+            "credential = COALESCE(?, credential), finished_at = ?, lease_until = NULL "
+            f"WHERE id = ? AND claimed_by = ? AND status NOT IN ({finished}) RETURNING id",
+            [one.status, one.attempts, one.error, one.result, one.credential, now, one.id, worker],
+        )
+
+    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
+        grouped: dict[str, list[list[object]]] = {}
+        for one in settlements:
+            sql, params = self._settle_statement(worker, one, now)
+            grouped.setdefault(sql.removesuffix(" RETURNING id"), []).append(params)
+
+        async def body(tx: Transaction) -> None:
+            for sql, params in grouped.items():
+                if len(params) == 1:
+                    await tx.execute(sql, params[0])
+                else:
+                    await tx.executemany(sql, params)
+
+        await self._run(body)
+
+    async def release(
+        self, item_id: int, worker: str, *, next_attempt_at: float | None, credential: str | None
+    ) -> None:
+        await self._execute(
+            f"UPDATE {TABLE} SET claimed_by = NULL, lease_until = NULL, "  # noqa: S608 - fixed names
+            "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential) "
+            "WHERE id = ? AND claimed_by = ? AND status = 'queued'",
+            [next_attempt_at, credential, item_id, worker],
+        )
+
+    async def expire(self, now: float) -> int:
+        async def body(tx: Transaction) -> int:
+            rows = await tx.execute(
+                f"UPDATE {TABLE} SET "  # noqa: S608 - fixed names
+                "status = CASE WHEN idempotent = 1 THEN 'queued' ELSE 'unknown' END, "
+                "error = CASE WHEN idempotent = 1 THEN ? ELSE ? END, "
+                "finished_at = CASE WHEN idempotent = 1 THEN NULL ELSE ? END, "
+                "claimed_by = NULL, lease_until = NULL "
+                "WHERE status = 'sending' AND lease_until IS NOT NULL AND lease_until <= ? RETURNING id",
+                [_RESENT_NOTE, _UNKNOWN_ERROR, now, now],
+            )
+            if rows:
+                await self._notify(tx)
+            return len(rows)
+
+        return await self._run(body)
+
+    async def pending(self, now: float) -> tuple[int, int, float | None]:
+        async def body(tx: Transaction) -> tuple[int, int, float | None]:
+            due = await tx.execute(
+                f"SELECT 1 FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= ? "  # noqa: S608
+                "AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1",
+                [now, now],
+            )
+            leased = await tx.execute(
+                f"SELECT 1 FROM {TABLE} WHERE lease_until > ? "  # noqa: S608 - fixed names
+                "AND status IN ('queued', 'sending') LIMIT 1",
+                [now],
+            )
+            nxt = await tx.execute(
+                f"SELECT next_attempt_at FROM {TABLE} WHERE status = 'queued' "  # noqa: S608
+                "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT 1",
+                [now],
+            )
+            return len(due), len(leased), float(nxt[0][0]) if nxt else None
+
+        return await self._run(body, write=False)
+
+    # -- where things stand ---------------------------------------------------------------------------------
+
+    async def get(self, item_id: int) -> OutboxItem | None:
+        rows = await self._read(
+            f"SELECT {_ITEM_COLUMNS} FROM {TABLE} WHERE id = ?",  # noqa: S608 - fixed names
+            [item_id],
+        )
+        return _item(rows[0]) if rows else None
+
+    async def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
+        async def body(tx: Transaction) -> list[Any]:
+            return await tx.execute(sql, params)
+
+        return await self._run(body, write=False)
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._read(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status", [])  # noqa: S608
+        return {row[0]: int(row[1]) for row in rows}
+
+    async def items(self, status: Status | None, owner: str | None) -> AsyncIterator[OutboxItem]:
+        where = ""
+        params: list[object] = []
+        if status is not None:
+            where += " AND status = ?"
+            params.append(status)
+        if owner is not None:
+            where += " AND owner = ?"
+            params.append(owner)
+        after = 0
+        while True:
+            rows = await self._read(
+                f"SELECT {_ITEM_COLUMNS} FROM {TABLE} WHERE id > ?{where} "  # noqa: S608 - fixed names
+                f"ORDER BY id LIMIT {_PAGE}",
+                [after, *params],
+            )
+            for row in rows:
+                yield _item(row)
+            if len(rows) < _PAGE:
+                return
+            after = int(rows[-1][0])
+
+    async def cancel(self, item_id: int, now: float) -> bool:
+        rows = await self._execute(
+            f"UPDATE {TABLE} SET status = 'cancelled', finished_at = ?, claimed_by = NULL, "  # noqa: S608
+            "lease_until = NULL WHERE id = ? AND status = 'queued' RETURNING id",
+            [now, item_id],
+        )
+        return bool(rows)
+
+    async def purge(self, before: float) -> int:
+        finished = ", ".join(f"'{name}'" for name in FINISHED)
+
+        async def body(tx: Transaction) -> int:
+            # The count, not the ids: a purge may remove millions of rows.
+            await tx.execute(
+                f"DELETE FROM {TABLE} WHERE finished_at IS NOT NULL AND finished_at < ? "  # noqa: S608
+                f"AND status IN ({finished})",
+                [before],
+            )
+            return max(0, tx.rowcount)
+
+        return await self._run(body)
+
+    async def summary(self, now: float) -> Summary:
+        async def body(tx: Transaction) -> Summary:
+            rows = await tx.execute(
+                f"SELECT owner, status, COUNT(*) FROM {TABLE} GROUP BY owner, status"  # noqa: S608
+            )
+            counts = {(row[0], row[1]): int(row[2]) for row in rows}
+            oldest = await tx.execute(
+                f"SELECT next_attempt_at FROM {TABLE} WHERE status = 'queued' "  # noqa: S608
+                "ORDER BY next_attempt_at LIMIT 1"
+            )
+            due = await tx.execute(
+                f"SELECT COUNT(*) FROM {TABLE} WHERE status = 'queued' AND next_attempt_at <= ?",  # noqa: S608
+                [now],
+            )
+            unknown = await tx.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM {TABLE} WHERE status = 'unknown' "  # noqa: S608
+                "ORDER BY id DESC LIMIT 50"
+            )
+            return Summary(
+                counts, float(oldest[0][0]) if oldest else None, int(due[0][0]), [_item(r) for r in unknown]
+            )
+
+        return await self._run(body, write=False)
+
+    async def wait_for_work(self) -> None:
+        await self._arrived.wait()
+        self._arrived = asyncio.Event()
+
+    async def aclose(self) -> None:
+        await self.database.aclose()

@@ -1,0 +1,173 @@
+"""Crash test: three worker processes SIGKILLed at random moments and restarted, on PostgreSQL and SQLite.
+
+At the end every item is sent, failed or unknown; the SMTP server (which logs every Message-ID it takes)
+got every sent item exactly once, no failed item, and each unknown item at most once. Through an
+idempotent channel nothing ends unknown and nothing is delivered twice. The throttler's bound holds at the
+server across all the workers, kills and restarts included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sendchannel import Message, Outbox
+from sendchannel.testing import FakeChannel
+from sendchannel.testing._store_conformance import sliding_window_excess
+from tests.outbox._worker_process import LEASE, RATE
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEMS = 5000
+WORKERS = 3
+KILLS = 8
+# The server logs a message's time after its DATA arrived: after its permit's slot by the time a pooled
+# connection, MAIL, RCPT and DATA take on a loaded machine, which varies by up to a tenth of a second or so.
+JITTER = 0.15
+
+
+@contextlib.contextmanager
+def smtp_server(log: Path, mode: str, seed: int) -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.outbox._smtp_log_server", str(log), mode, str(seed)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.strip().isdigit(), f"the SMTP server did not start: {line!r}"
+        yield int(line)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_worker(database: str, port: int, throttle_db: Path, mode: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.outbox._worker_process", database, str(port), str(throttle_db), mode],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def max_in_window(arrivals: list[tuple[float, int]], per: float) -> int:
+    """The most arrivals in any window of ``per`` seconds."""
+    times = sorted(at for at, _ in arrivals)
+    most = start = 0
+    for end, at in enumerate(times):
+        while times[start] <= at - per:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def messages(count: int) -> list[Message]:
+    return [
+        Message("sender@example.com", [f"r{index}@example.net"], subject=f"crash {index}", text="hello")
+        for index in range(count)
+    ]
+
+
+async def _counts(database: str) -> dict[str, int]:
+    async with Outbox(database, channel=FakeChannel()) as outbox:
+        return await outbox.counts()
+
+
+def crash_run(database: str, tmp_path: Path, mode: str, seed: int) -> None:
+    chooser = random.Random(seed)
+    log = tmp_path / "delivered.log"
+    throttle_db = tmp_path / "throttle.db"
+
+    async def fill() -> dict[int, str]:
+        async with Outbox(database, channel=FakeChannel()) as outbox:
+            items = await outbox.put_many(messages(ITEMS))
+            return {item.id: item.message_id for item in items}
+
+    ids = asyncio.run(fill())
+    kills = 0
+    with smtp_server(log, mode, seed) as port:
+        workers = [start_worker(database, port, throttle_db, mode) for _ in range(WORKERS)]
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                time.sleep(chooser.uniform(0.3, 1.2))
+                if kills < KILLS:
+                    victim = chooser.randrange(WORKERS)
+                    workers[victim].kill()
+                    workers[victim].wait()
+                    kills += 1
+                    workers[victim] = start_worker(database, port, throttle_db, mode)
+                    continue
+                # After the last kill: wait for the workers to drain the outbox (and the leases to end).
+                if all(worker.poll() is not None for worker in workers):
+                    counts = asyncio.run(_counts(database))
+                    if counts["queued"] == 0 and counts["sending"] == 0:
+                        break
+                    workers = [start_worker(database, port, throttle_db, mode) for _ in range(WORKERS)]
+            else:
+                raise AssertionError(f"the outbox did not drain in time: {asyncio.run(_counts(database))}")
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
+    assert KILLS == kills
+
+    async def statuses() -> dict[str, str]:
+        async with Outbox(database, channel=FakeChannel()) as outbox:
+            return {item.message_id: item.status async for item in outbox.items()}
+
+    final = asyncio.run(statuses())
+    assert set(ids.values()) == set(final)
+    lines = [line.split() for line in log.read_text().splitlines()]
+    delivered = collections.Counter(message_id for _, message_id in lines)
+    by_status: dict[str, list[str]] = collections.defaultdict(list)
+    for message_id, status in final.items():
+        by_status[status].append(message_id)
+    assert set(by_status) <= {"sent", "failed", "unknown"}, {k: len(v) for k, v in by_status.items()}
+    assert [] == [m for m in by_status["sent"] if delivered[m] != 1], "a sent item not delivered exactly once"
+    assert [] == [m for m in by_status["failed"] if delivered[m]], "a failed item was delivered"
+    assert [] == [m for m in by_status["unknown"] if delivered[m] > 1], "an unknown item delivered twice"
+    if mode == "idempotent":
+        assert [] == by_status["unknown"], "an idempotent channel left an item unknown"
+        assert [] == [m for m, n in delivered.items() if n > 1]
+    else:
+        assert by_status["unknown"], "no worker was killed while sending: the test proved nothing"
+    arrivals = [(float(at), 1) for at, _ in lines]
+    assert 0 == sliding_window_excess(arrivals, RATE.count, RATE.per, tolerance=JITTER)
+    # The bound was reached (the throttler had work to do): some window is nearly full.
+    assert RATE.count * 0.8 <= max_in_window(arrivals, RATE.per)
+    assert len(by_status["sent"]) > ITEMS * 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["plain", "idempotent"])
+def test_killed_workers_on_postgresql_lose_nothing_and_send_nothing_twice(
+    postgresql_url: str, tmp_path: Path, mode: str
+) -> None:
+    """PostgreSQL: 3 workers, 5,000 items, 8 SIGKILLs; the delivery rules and the rate bound hold."""
+    crash_run(postgresql_url, tmp_path, mode, seed=16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["plain", "idempotent"])
+def test_killed_workers_on_sqlite_lose_nothing_and_send_nothing_twice(tmp_path: Path, mode: str) -> None:
+    """SQLite: 3 worker processes, 5,000 items, 8 SIGKILLs; the delivery rules and the rate bound hold."""
+    crash_run(f"sqlite:///{tmp_path / 'outbox.db'}", tmp_path, mode, seed=61)
+
+
+assert LEASE < 10  # the drain above waits for leases of killed workers to end
