@@ -370,7 +370,7 @@ class StoreContract:
 
 
 def _reserve_several(contract: StoreContract, key: str, rate: Rate, sends: int) -> list[tuple[float, float]]:
-    """Reserve ``sends`` slots one after another, waiting for each: each slot, and when its reserve returned."""
+    """Reserve ``sends`` slots one by one, waiting for each: each slot, and when its reserve came back."""
 
     async def main() -> list[tuple[float, float]]:
         store = contract.make_store()
