@@ -42,10 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-import sendchannel._smtp._session as session  # noqa: E402
-from sendchannel import Message, SendError, SmtpChannel  # noqa: E402
 from tests.postfix.instance import PostfixInstance, unavailable  # noqa: E402
 from tests.smtp.servers import Certificates  # noqa: E402
+
+import sendchannel._smtp._session as session  # noqa: E402
+from sendchannel import Message, SendError, SmtpChannel  # noqa: E402
 
 _STATS = re.compile(r"\b(mail|rcpt|data)=(\d+)/(\d+)")
 
@@ -125,7 +126,9 @@ def one_run(name: str, args: argparse.Namespace, certificates: Certificates) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=80)
     parser.add_argument("--limit", type=int, default=20, help="messages a minute anvil allows")
     parser.add_argument("--pool", type=int, default=4)
