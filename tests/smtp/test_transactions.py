@@ -200,24 +200,23 @@ async def test_a_sender_refused_at_rcpt_is_sender_not_allowed(reply: str) -> Non
     assert int(reply[:3]) == error.code
 
 
-async def test_a_recipient_refused_by_policy_is_still_a_recipient_refusal() -> None:
-    reply = "554 5.7.1 <a@example.net>: Recipient address rejected: Access denied"
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("554 5.7.1 <a@example.net>: Recipient address rejected: Access denied", RecipientsRefusedError),
+        ("450 4.1.8 <app@example.com>: Sender address rejected: Domain not found", TransientError),
+    ],
+    ids=["recipient-refused-by-policy", "sender-refused-for-now"],
+)
+async def test_other_refusals_at_rcpt_keep_their_class(reply: str, expected: type[SendError]) -> None:
+    """A recipient refused by policy is a recipient refusal; a sender refused for now stays transient."""
     async with (
         ScriptedServer(Script(rcpt=reply)) as server,
         SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
     ):
-        with pytest.raises(RecipientsRefusedError):
+        with pytest.raises(SendError) as caught:
             await channel.send(Message("app@example.com", ["a@example.net"], text="hi\n"))
-
-
-async def test_a_sender_refused_for_now_at_rcpt_stays_transient() -> None:
-    reply = "450 4.1.8 <app@example.com>: Sender address rejected: Domain not found"
-    async with (
-        ScriptedServer(Script(rcpt=reply)) as server,
-        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
-    ):
-        with pytest.raises(TransientError):
-            await channel.send(Message("app@example.com", ["a@example.net"], text="hi\n"))
+    assert expected is type(caught.value)
 
 
 # -- MAIL refused for now: no pipelined errors behind it ---------------------------------------------------

@@ -225,6 +225,12 @@ def rule(
 
 _S = Stage
 
+_SENDER_AT_RCPT = (
+    "{server} refused the sender {sender} in its reply to RCPT TO ({reply}); the server checks the "
+    "sender once the recipients are given. Send from an address this server or login may use, or ask "
+    "the server's owner to allow it."
+)
+
 #: The rules for any SMTP server (RFC 5321 and RFC 3463), with the Gmail and Office 365 replies that break
 #: the 4xx/5xx rule. Order matters: the first match wins.
 SMTP_RULES: tuple[ReplyRule, ...] = (
@@ -428,18 +434,14 @@ SMTP_RULES: tuple[ReplyRule, ...] = (
     # in the reply to RCPT TO; the recipients are not at fault.
     rule(
         SenderNotAllowedError,
-        "{server} refused the sender {sender} in its reply to RCPT TO ({reply}); the server checks the "
-        "sender once the recipients are given. Send from an address this server or login may use, or "
-        "ask the server's owner to allow it.",
+        _SENDER_AT_RCPT,
         code="5xx",
         enhanced="5.1.7-8",
         stages=(_S.RCPT,),
     ),
     rule(
         SenderNotAllowedError,
-        "{server} refused the sender {sender} in its reply to RCPT TO ({reply}); the server checks the "
-        "sender once the recipients are given. Send from an address this server or login may use, or "
-        "ask the server's owner to allow it.",
+        _SENDER_AT_RCPT,
         code="5xx",
         text=r"Sender address rejected",
         stages=(_S.RCPT,),
