@@ -29,7 +29,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -263,8 +263,8 @@ class PostfixInstance:
             "".join(f"{login}:{{PLAIN}}{password}\n" for login, password in self.users.items()),
             mode=0o600,
         )
-        dovenull = pwd.getpwnam("dovecot")
-        os.chown(dovecot / "users", dovenull.pw_uid, grp.getgrnam("dovecot").gr_gid)
+        # Dovecot's auth process runs as its own user and reads the passwords; nobody else may.
+        os.chown(dovecot / "users", pwd.getpwnam("dovecot").pw_uid, grp.getgrnam("dovecot").gr_gid)
 
     # -- running ----------------------------------------------------------------------------------------
 
@@ -388,12 +388,6 @@ class PostfixInstance:
             if found >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
-
-    def queue_ids(self) -> Iterator[str]:
-        """Queue ids Postfix's smtpd logged, in order."""
-        for line in self.log().splitlines():
-            if "postfix-sendchannel-test/smtpd" in line and ": client=" in line:
-                yield line.split(": client=")[0].rsplit(" ", 1)[-1]
 
 
 def _terminate(pid: int, wait: float = 30.0) -> None:
