@@ -14,6 +14,13 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
+# A suite started in the background by a script (`nohup ... &`) inherits SIGINT ignored, and so would every
+# command the CLI tests start: their Ctrl-C tests need the default, which Python gives its main thread.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 # -- no secret anywhere: log records, captured output, errors, reprs ---------------------------------------
 

@@ -39,7 +39,7 @@ from tests.smtp.servers import SmtpServer
 from tests.sparkpost.server import API_KEY, SparkpostServer
 
 ACCOUNT = "alice@example.com"
-SEND_TIMEOUT = 10.0
+SEND_TIMEOUT = 60.0  # a bound for a hang, never reached by a slow machine
 
 
 def _either(valid: st.SearchStrategy[Any], hostile: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -136,7 +136,7 @@ def smtp(loop: LoopThread) -> Iterator[tuple[SmtpServer, SmtpChannel]]:
     loop.run(server.start())
 
     async def make() -> SmtpChannel:
-        return SmtpChannel("127.0.0.1", server.port, tls="none", timeout=5.0)
+        return SmtpChannel("127.0.0.1", server.port, tls="none", timeout=30.0)
 
     channel = loop.run(make())
     yield server, channel
@@ -150,7 +150,7 @@ def gmail(loop: LoopThread) -> Iterator[tuple[GmailServer, GmailOAuthChannel]]:
 
         async def make() -> GmailOAuthChannel:
             return GmailOAuthChannel(
-                user_credentials(server), address=ACCOUNT, api_endpoint=server.url, timeout=5
+                user_credentials(server), address=ACCOUNT, api_endpoint=server.url, timeout=30
             )
 
         channel = loop.run(make())
@@ -163,7 +163,7 @@ def sparkpost(loop: LoopThread) -> Iterator[tuple[SparkpostServer, SparkpostChan
     server = SparkpostServer().start()
 
     async def make() -> SparkpostChannel:
-        return SparkpostChannel(API_KEY, domains=["example.com"], base_url=server.url, timeout=5.0)
+        return SparkpostChannel(API_KEY, domains=["example.com"], base_url=server.url, timeout=30.0)
 
     channel = loop.run(make())
     yield server, channel

@@ -37,8 +37,9 @@ from tests.reliability._sender import CONCURRENCY, RATES
 from tests.throttle.helpers import LoggingChannel, message
 from tests.throttle.test_processes import read_log
 
-# Arrival times are written just after the permit's slot, so they carry a little scheduling jitter.
-JITTER = 0.05
+# Arrival times are written just after the permit's slot, so they carry scheduling jitter: a few hundred
+# milliseconds when the machine is loaded (0.05 s was exceeded under load).
+JITTER = 0.25
 KEY = "fake:*"
 
 
@@ -104,7 +105,10 @@ def test_a_sender_killed_with_sigkill_leaves_every_send_counted_and_a_restart_ke
     recent = [at for at in sent if at > killed_at - longest + JITTER]
     missing, extra = match(recent, [slot for slot in slots if slot > killed_at - longest])
     assert [] == missing, f"sends not counted (killed after {delay:.2f} s)"
-    assert len(extra) <= CONCURRENCY, (extra, killed_at)
+    # Counted but never sent: the sends in flight. Slots within JITTER of the window's start are left out,
+    # as their arrivals are (a burst there would otherwise look like sends counted twice).
+    in_flight = [slot for slot in extra if slot > killed_at - longest + JITTER]
+    assert len(in_flight) <= CONCURRENCY, (in_flight, killed_at)
 
     # 2. A restarted process goes on inside the same windows, and the bound holds across the kill.
     assert 0 == second.wait(timeout=60)

@@ -100,8 +100,8 @@ async def test_a_device_code_request_for_an_unknown_app_says_what_entra_said(
 
 
 async def _waiting(channel: SmtpChannel) -> None:
-    """Until a second send is queued behind the busy connection."""
-    for _ in range(200):
+    """Until a second send is queued behind the busy connection (at most about 30 s)."""
+    for _ in range(3000):
         if channel._pool._waiters:
             return
         await asyncio.sleep(0.01)
@@ -115,7 +115,8 @@ async def test_a_send_cancelled_while_waiting_for_a_connection_leaves_the_queue(
     once the first times out, a third goes through on a new connection."""
     script = Script(message=[STALL, "250 2.0.0 Ok: queued as LATER"])
     async with ScriptedServer(script) as server:
-        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=0.5)
+        # The stalled send must still be waiting while the test looks at the pool: 2 s, however loaded.
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=2.0)
         async with channel:
             stalled = asyncio.create_task(channel.send(make_message()))
             await asyncio.sleep(0.05)
@@ -135,7 +136,7 @@ async def test_a_send_cancelled_while_waiting_for_a_connection_leaves_the_queue(
 
 async def test_closing_the_channel_stops_a_send_waiting_for_a_connection(make_message: MakeMessage) -> None:
     async with ScriptedServer(Script(message=STALL)) as server:
-        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=0.5)
+        channel = SmtpChannel("127.0.0.1", server.port, tls="none", pool_size=1, timeout=2.0)
         stalled = asyncio.create_task(channel.send(make_message()))
         await asyncio.sleep(0.05)
         waiting = asyncio.create_task(channel.send(make_message()))

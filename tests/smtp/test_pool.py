@@ -14,7 +14,7 @@ from tests.smtp.servers import DROP, Certificates, Script, ScriptedServer, SmtpS
 MakeMessage = Callable[..., Message]
 
 
-async def _settle(predicate: Callable[[], bool], seconds: float = 2.0) -> None:
+async def _settle(predicate: Callable[[], bool], seconds: float = 30.0) -> None:
     """Wait until ``predicate()`` holds (a server noticing a close takes a loop turn or two)."""
     for _ in range(int(seconds / 0.01)):
         if predicate():

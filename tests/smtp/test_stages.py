@@ -31,7 +31,9 @@ from sendchannel import (
 from tests import sentinels
 from tests.smtp.servers import DROP, STALL, Action, Certificates, Script, ScriptedServer
 
-TIMEOUT = 0.3
+# Each network wait of the channel: a stall costs this much, and a loaded machine must not reach it by
+# being slow at any step that is answered.
+TIMEOUT = 1.0
 
 # (stage, action, the error class raised (exactly))
 TABLE: list[tuple[str, Action, type[SendError]]] = [
@@ -263,7 +265,11 @@ async def test_a_send_cancelled_mid_transaction_does_not_spoil_the_next() -> Non
     ):
         first = Message("app@example.com", ["bob@example.net"], text="1\n")
         task = asyncio.ensure_future(channel.send(first))
-        await asyncio.sleep(0.1)
+        for _ in range(3000):  # until the server has MAIL and stalls on it (at most about 30 s)
+            if any(command.startswith("MAIL") for command in server.commands):
+                break
+            await asyncio.sleep(0.01)
+        assert any(command.startswith("MAIL") for command in server.commands)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -83,7 +83,7 @@ async def test_time_comes_from_the_redis_server_not_the_callers_clock(redis_url:
         def now(self) -> float:
             return time.time() + self.skew
 
-    rate = Rate(1, 0.2)
+    rate = Rate(1, 0.5)
     store = RedisStore(redis_url)
     arrivals: list[float] = []
     throttlers = []
@@ -98,8 +98,10 @@ async def test_time_comes_from_the_redis_server_not_the_callers_clock(redis_url:
     await asyncio.gather(*(send(throttlers[index % 2]) for index in range(4)))
     await store.aclose()
 
+    # Arrivals are noted after each send returns, so one noted late shortens the next gap: a margin of 0.2 s
+    # of the 0.5 s window keeps that out, while clocks an hour apart would let sends go together.
     gaps = [later - earlier for earlier, later in zip(sorted(arrivals), sorted(arrivals)[1:], strict=False)]
-    assert all(gap > 0.2 - 0.03 for gap in gaps), gaps
+    assert all(gap > 0.5 - 0.2 for gap in gaps), gaps
 
 
 async def test_keys_expire_with_their_windows(redis_server: RedisServer, redis_url: str) -> None:
@@ -118,10 +120,11 @@ async def test_keys_expire_with_their_windows(redis_server: RedisServer, redis_u
         "sendchannel:{k}:4.0/recipients",
         "sendchannel:{k}:pause",
     } == set(ttls)
-    assert 1_900 < ttls["sendchannel:{k}:2.0/messages"] <= 2_001
-    assert 3_900 < ttls["sendchannel:{k}:4.0/recipients"] <= 4_001
-    assert 3_900 < ttls["sendchannel:{k}"] <= 4_001
-    assert 1_400 < ttls["sendchannel:{k}:pause"] <= 1_501
+    # No longer than the window (strict); the lower bounds leave a loaded machine a second to read them.
+    assert 1_000 < ttls["sendchannel:{k}:2.0/messages"] <= 2_001
+    assert 3_000 < ttls["sendchannel:{k}:4.0/recipients"] <= 4_001
+    assert 3_000 < ttls["sendchannel:{k}"] <= 4_001
+    assert 500 < ttls["sendchannel:{k}:pause"] <= 1_501
 
 
 async def test_the_ledger_holds_only_what_its_windows_hold(redis_server: RedisServer, redis_url: str) -> None:
@@ -158,11 +161,11 @@ async def test_lost_sums_are_counted_again_from_the_entries(
 
 async def test_concurrent_throttled_senders_on_redis_keep_both_rates(redis_url: str) -> None:
     """Six tasks through two store objects, real time: the arrival log keeps both sliding windows."""
-    rates = (Rate(4, 0.3), Rate(10, 0.6, "recipients"))
+    rates = (Rate(4, 1.0), Rate(10, 2.0, "recipients"))
     stores = [RedisStore(redis_url), RedisStore(redis_url)]
     channel = LoggingChannel(limits=Limits(rates=rates))
     throttlers = [Throttler(channel, store=store, key="k", max_wait=math.inf) for store in stores]
-    end = time.time() + 0.6
+    end = time.time() + 2.0
 
     async def sender(index: int) -> None:
         while time.time() < end:
@@ -174,7 +177,9 @@ async def test_concurrent_throttled_senders_on_redis_keep_both_rates(redis_url: 
 
     for rate in rates:
         sends = [(at, rate.cost(n)) for at, n in channel.log]
-        assert 0 == sliding_window_excess(sends, rate.count, rate.per, tolerance=0.03), rate
+        # Arrivals are logged when a send reaches the channel, up to a few hundred milliseconds after its
+        # slot on a loaded machine: each window checked is shortened by that much.
+        assert 0 == sliding_window_excess(sends, rate.count, rate.per, tolerance=0.3), rate
 
 
 async def test_a_unix_socket_url_works(redis_server: RedisServer) -> None:
@@ -253,11 +258,11 @@ async def test_a_pause_holds_on_redis_without_any_rate(redis_url: str) -> None:
     throttler = Throttler(channel, store=store)
     channel.throttle_next(0.2)
 
+    started = time.monotonic()  # before the pause begins, so a slow machine cannot shorten what is measured
     with pytest.raises(ThrottledError):
         await throttler.send(message())
     other = Throttler(LoggingChannel(), store=store)
-    started = time.monotonic()
     await other.send(message())
     await store.aclose()
 
-    assert time.monotonic() - started > 0.15
+    assert time.monotonic() - started > 0.2 - 0.01

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 import tracemalloc
 
 import pytest
@@ -137,7 +136,6 @@ async def test_a_simulated_day_of_office_365_traffic_stays_within_both_limits() 
     throttler = Throttler(channel, clock=clock, max_wait=math.inf)
     chooser = random.Random(4)
     two_days = 2 * 86_400.0
-    started = time.perf_counter()
 
     async def worker() -> None:
         while clock.now() < two_days:
@@ -145,7 +143,6 @@ async def test_a_simulated_day_of_office_365_traffic_stays_within_both_limits() 
             await clock.sleep(chooser.expovariate(1 / 20))
 
     await asyncio.gather(*(worker() for _ in range(8)))
-    real_seconds = time.perf_counter() - started
 
     assert dict.fromkeys(OFFICE_365.rates, 0) == excess_over(channel.log, OFFICE_365.rates)
     # Work-conserving: the first day's recipients fall short of 10,000 by less than one message.
@@ -154,7 +151,6 @@ async def test_a_simulated_day_of_office_365_traffic_stays_within_both_limits() 
     # ...and so does the second day's (the window slides: day two reuses what day one's sends free).
     second_day = sum(n for at, n in channel.log if 86_400 <= at < 2 * 86_400)
     assert 10_000 - 60 < second_day <= 10_000
-    assert real_seconds < 30  # a sanity bound on the simulation, not a timing target
 
 
 async def test_office_365_daily_recipients_spent_raises_quota_exceeded_with_the_reset_time() -> None:

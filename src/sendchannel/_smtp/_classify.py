@@ -14,15 +14,14 @@ a request to slow down.
 from __future__ import annotations
 
 import enum
-import math
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 import attrs
 
 from sendchannel._answers import Rule, parse_codes
-from sendchannel._refusals import split_reply
+from sendchannel._refusals import split_reply, wait_named_in
 from sendchannel.errors import (
     AuthenticationError,
     ConnectionLostError,
@@ -193,6 +192,12 @@ def rule(
 
 
 _S = Stage
+
+_SENDER_AT_RCPT = (
+    "{server} refused the sender {sender} in its reply to RCPT TO ({reply}); the server checks the "
+    "sender once the recipients are given. Send from an address this server or login may use, or ask "
+    "the server's owner to allow it."
+)
 
 #: The rules for any SMTP server (RFC 5321 and RFC 3463), with the Gmail and Office 365 replies that break
 #: the 4xx/5xx rule. Order matters: the first match wins.
@@ -393,6 +398,22 @@ SMTP_RULES: tuple[ReplyRule, ...] = (
         code="5xx",
         stages=(_S.MAIL,),
     ),
+    # A server that delays its rejections (Postfix's default, smtpd_delay_reject=yes) refuses the sender
+    # in the reply to RCPT TO; the recipients are not at fault.
+    rule(
+        SenderNotAllowedError,
+        _SENDER_AT_RCPT,
+        code="5xx",
+        enhanced="5.1.7-8",
+        stages=(_S.RCPT,),
+    ),
+    rule(
+        SenderNotAllowedError,
+        _SENDER_AT_RCPT,
+        code="5xx",
+        text=r"Sender address rejected",
+        stages=(_S.RCPT,),
+    ),
     rule(
         MessageRejectedError,
         "{server} refused the message by policy ({reply}); it may look like spam or break a rule of "
@@ -420,26 +441,13 @@ _FALLBACK = rule(
 )
 
 _ENHANCED_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})")
-_RETRY_RE = re.compile(
-    r"(?:try again|retry|wait)\D{0,20}?(\d+)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|h)\b",
-    re.IGNORECASE,
-)
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _retry_after(text: str) -> float | None:
-    match = _RETRY_RE.search(text)
-    if match is None:
-        return None
-    seconds = float(match[1]) * _UNIT_SECONDS[match[2][0].lower()]
-    return seconds if math.isfinite(seconds) else None  # 400 digits are not a wait
-
-
 def classify_reply(
     reply: Reply,
     stage: Stage,
     context: ReplyContext,
     rules: Sequence[ReplyRule] = SMTP_RULES,
+    *,
+    rejected: Mapping[str, str] | None = None,
 ) -> SendError:
     """The error for an SMTP reply that did not accept what was asked, at ``stage``.
 
@@ -448,6 +456,7 @@ def classify_reply(
         stage: What the reply answers.
         context: The server, the login and the sender, for the explanation.
         rules: The table to use; the first rule that matches decides.
+        rejected: The recipients refused, with the reply for each, for the error's ``rejected``.
 
     Returns:
         The error to raise, carrying the code, the enhanced code, the reply and any wait the server
@@ -476,8 +485,9 @@ def classify_reply(
         message,
         code=reply.code if reply.code > 0 else None,
         enhanced_code=enhanced_text,
-        retry_after=_retry_after(reply.text),
+        retry_after=wait_named_in(reply.text),
         channel=context.channel,
+        rejected=rejected,
         reply=str(reply),
     )
 

@@ -19,12 +19,12 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import aiosmtplib
 
 from sendchannel._message import Message
-from sendchannel._refusals import all_refused_error
+from sendchannel._refusals import all_refused_error, split_reply
 from sendchannel._result import SendResult
 from sendchannel._smtp._classify import (
     Credential,
@@ -42,6 +42,7 @@ from sendchannel.errors import (
     DeliveryUnknownError,
     MessageRejectedError,
     PermanentError,
+    SenderNotAllowedError,
     SendError,
 )
 
@@ -140,6 +141,9 @@ class Endpoint:
             "token" if token_provider is not None else "password" if password is not None else None
         )
         self.server = f"{host}:{port}"
+        #: The server refused MAIL FROM for now: until it accepts one, MAIL goes without the RCPTs and
+        #: DATA pipelined behind it (shared by the pool's connections, since the limit is the server's).
+        self.mail_alone = False
 
     def context(self, sender: str | None = None) -> ReplyContext:
         """The context for explaining a reply."""
@@ -155,9 +159,19 @@ class Endpoint:
         """A Reply with the secrets removed and its lines joined."""
         return Reply(code, self.redact(" ".join(text.split("\n")).strip()))
 
-    def refused(self, code: int, text: str, stage: Stage, sender: str | None = None) -> SendError:
+    def refused(
+        self,
+        code: int,
+        text: str,
+        stage: Stage,
+        sender: str | None = None,
+        *,
+        rejected: Mapping[str, str] | None = None,
+    ) -> SendError:
         """The classified error for a reply that refused ``stage``."""
-        return classify_reply(self.reply(code, text), stage, self.context(sender), self.rules)
+        return classify_reply(
+            self.reply(code, text), stage, self.context(sender), self.rules, rejected=rejected
+        )
 
     def lost(self, stage: Stage, exc: BaseException) -> SendError:
         """The error for a connection that failed or timed out at ``stage``."""
@@ -515,6 +529,23 @@ def _ok(code: int) -> bool:
     return 200 <= code < 300
 
 
+def _too_many_recipients(code: int, text: str) -> bool:
+    """Whether a refusal of RCPT is RFC 5321's "too many recipients" (452, 4.5.3)."""
+    return code == 452 and (
+        split_reply(f"{code} {text}")[1] == "4.5.3" or "too many recipients" in text.lower()
+    )
+
+
+def _mail_alone_after(code: int) -> bool:
+    """Whether this reply to MAIL FROM makes the next transactions send MAIL alone.
+
+    A server that refused MAIL for now (a rate limit, say) would refuse the RCPTs and DATA pipelined
+    behind it too, and counts each of those 503s as an error: Postfix slows its replies down by a second
+    for each and drops the connection after enough of them.
+    """
+    return 400 <= code < 500 and code != 421
+
+
 def _stage_of(index: int, recipients: int) -> Stage:
     """The stage the ``index``-th reply of a transaction answers (MAIL, the RCPTs, then DATA)."""
     if index == 0:
@@ -522,19 +553,37 @@ def _stage_of(index: int, recipients: int) -> Stage:
     return Stage.RCPT if index <= recipients else Stage.DATA
 
 
+class _Outcome:
+    """What one mail transaction did with its recipients."""
+
+    __slots__ = ("accepted", "deferred", "queue_id", "rejected")
+
+    def __init__(self) -> None:
+        self.accepted: list[str] = []
+        self.rejected: dict[str, str] = {}
+        #: Refused as too many for this transaction (452 4.5.3): for the next one.
+        self.deferred: list[str] = []
+        self.queue_id: str | None = None
+
+
 async def transact(
     connection: Connection, endpoint: Endpoint, message: Message, data: bytes
 ) -> SendResult:
     """Send one message on ``connection``: MAIL, RCPT for each recipient, DATA, the message.
 
-    With PIPELINING, MAIL, the RCPTs and DATA go in one write and their replies are read afterwards.
+    With PIPELINING, MAIL, the RCPTs and DATA go in one write and their replies are read afterwards;
+    while the server is refusing MAIL for now, MAIL goes alone and the rest follows once it is accepted.
+    Recipients the server refuses as too many for one transaction (452 4.5.3) after accepting others
+    get the message in further transactions on the same connection (RFC 5321 4.5.3.1.10), as many as
+    it takes; the result covers every recipient and carries the first transaction's queue id. Once a
+    transaction has delivered the message, a later one that fails puts its recipients in
+    ``SendResult.rejected`` with the reason instead of raising.
 
     Raises:
         StaleConnection: A reused connection turned out dead at MAIL FROM (nothing was sent).
         SendError: Classified from the reply or the failure.
     """
     sender = message.envelope_address  # MAIL FROM: the envelope sender when one is given
-    recipients = message.recipients
     utf8 = message.needs_smtputf8
     size = len(data)
     if connection.max_size is not None and size > connection.max_size:
@@ -559,31 +608,96 @@ async def transact(
         mail += b" SMTPUTF8"
         if connection.eight_bit:
             mail += b" BODY=8BITMIME"
-    commands = [mail + b"\r\n"]
-    commands.extend(b"RCPT TO:<" + r.encode(encoding) + b">\r\n" for r in recipients)
+    envelope = _Envelope(sender, mail + b"\r\n", encoding, data)
+    connection.messages += 1
+    reused = connection.messages > 1
+    accepted: list[str] = []
+    rejected: dict[str, str] = {}
+    queue_ids: list[str | None] = []
+    pending: Sequence[str] = message.recipients
+    while pending:
+        try:
+            outcome = await _transaction(
+                connection, endpoint, envelope, pending, may_be_stale=reused and not queue_ids
+            )
+        except SendError as error:
+            if not queue_ids:
+                raise
+            # An earlier transaction delivered the message: the rest share this failure.
+            reason = error.reply or str(error)
+            rejected.update(error.rejected or dict.fromkeys(pending, reason))
+            break
+        accepted.extend(outcome.accepted)
+        rejected.update(outcome.rejected)
+        queue_ids.append(outcome.queue_id)
+        pending = outcome.deferred
+    return SendResult(
+        message_id=message.message_id,
+        provider_id=queue_ids[0],
+        accepted=tuple(accepted),
+        rejected=rejected,
+        channel=endpoint.channel,
+    )
+
+
+class _Envelope:
+    """What every transaction of one send shares."""
+
+    __slots__ = ("data", "encoding", "mail", "sender")
+
+    def __init__(self, sender: str, mail: bytes, encoding: str, data: bytes) -> None:
+        self.sender = sender
+        self.mail = mail
+        self.encoding = encoding
+        self.data = data
+
+
+async def _transaction(
+    connection: Connection,
+    endpoint: Endpoint,
+    envelope: _Envelope,
+    recipients: Sequence[str],
+    *,
+    may_be_stale: bool,
+) -> _Outcome:
+    """One mail transaction for ``recipients``; raises as :func:`transact` does."""
+    sender = envelope.sender
+    commands = [envelope.mail]
+    commands.extend(b"RCPT TO:<" + r.encode(envelope.encoding) + b">\r\n" for r in recipients)
     commands.append(b"DATA\r\n")
     reader = connection.reader
     timeout = endpoint.timeout
-    connection.messages += 1
-    reused = connection.messages > 1
     replies: list[tuple[int, str]] = []
     stage = Stage.MAIL
     try:
         if connection.pipelining:
-            reader.write(b"".join(commands))
-            while len(replies) < len(commands):
-                stage = _stage_of(len(replies), len(recipients))
-                replies.append(await reader.reply(timeout))
+            # While the server refuses MAIL for now, MAIL goes alone: what would follow it is refused too.
+            batches = [commands[:1], commands[1:]] if endpoint.mail_alone else [commands]
+            for batch in batches:
+                if replies and not _ok(replies[0][0]):
+                    break
+                reader.write(b"".join(batch))
+                expected = len(replies) + len(batch)
+                while len(replies) < expected:
+                    stage = _stage_of(len(replies), len(recipients))
+                    replies.append(await reader.reply(timeout))
+                    if replies[-1][0] == 421 or replies[-1][0] < 0:
+                        break  # the server is closing, or not speaking SMTP: no more replies will come
                 if replies[-1][0] == 421 or replies[-1][0] < 0:
-                    break  # the server is closing, or not speaking SMTP: no more replies will come
+                    break
         else:
             while len(replies) < len(commands) and _worth_going_on(replies, len(recipients)):
                 stage = _stage_of(len(replies), len(recipients))
                 reader.write(commands[len(replies)])
                 replies.append(await reader.reply(timeout))
+        mail_code = replies[0][0]
+        if _ok(mail_code):
+            endpoint.mail_alone = False
+        elif _mail_alone_after(mail_code):
+            endpoint.mail_alone = True
         error = _envelope_error(endpoint, sender, recipients, replies)
         if error is not None:
-            if reused and replies[0][0] == 421:
+            if may_be_stale and replies[0][0] == 421:
                 # A 421 to the first command on a reused connection is usually the server's idle
                 # timeout arriving late: nothing was sent, so a fresh connection is worth a try.
                 connection.close()
@@ -598,34 +712,29 @@ async def transact(
         # Until the last byte is out of our hands the server cannot have the end of DATA: a failure
         # while sending is still "not sent" (Stage.DATA); only waiting for the reply is ambiguous.
         stage = Stage.DATA
-        await reader.send(_data_payload(data), timeout)
+        await reader.send(_data_payload(envelope.data), timeout)
         stage = Stage.MESSAGE
         code, text = await reader.reply(timeout)
     except (OSError, TimeoutError) as exc:
         connection.close()
         lost = endpoint.lost(stage, exc)
-        if reused and not replies and isinstance(exc, ConnectionGone):
+        if may_be_stale and not replies and isinstance(exc, ConnectionGone):
             raise StaleConnection(lost) from exc
         raise lost from exc
     if not _ok(code):
         if code == 421 or code < 0:
             connection.close()
         raise endpoint.refused(code, text, Stage.MESSAGE, sender)
-    rcpt_replies = zip(recipients, replies[1:-1], strict=True)
-    accepted: list[str] = []
-    rejected: dict[str, str] = {}
-    for recipient, (rcpt_code, rcpt_text) in rcpt_replies:
+    outcome = _Outcome()
+    outcome.queue_id = queue_id(endpoint.redact(text))
+    for recipient, (rcpt_code, rcpt_text) in zip(recipients, replies[1:-1], strict=True):
         if _ok(rcpt_code):
-            accepted.append(recipient)
+            outcome.accepted.append(recipient)
+        elif _too_many_recipients(rcpt_code, rcpt_text):
+            outcome.deferred.append(recipient)  # at least one other was accepted, or DATA would fail
         else:
-            rejected[recipient] = str(endpoint.reply(rcpt_code, rcpt_text))
-    return SendResult(
-        message_id=message.message_id,
-        provider_id=queue_id(endpoint.redact(text)),
-        accepted=tuple(accepted),
-        rejected=rejected,
-        channel=endpoint.channel,
-    )
+            outcome.rejected[recipient] = str(endpoint.reply(rcpt_code, rcpt_text))
+    return outcome
 
 
 def _worth_going_on(replies: list[tuple[int, str]], recipients: int) -> bool:
@@ -655,6 +764,12 @@ def _envelope_error(
             return endpoint.refused(code, text, Stage.RCPT, sender)
     if not any(_ok(code) for code, _ in rcpt_replies):
         refused = {r: str(endpoint.reply(c, t)) for r, (c, t) in zip(recipients, rcpt_replies, strict=True)}
+        for code, text in rcpt_replies:
+            if code >= 500:
+                # A server that delays its rejections refuses the sender here, once for each recipient.
+                error = endpoint.refused(code, text, Stage.RCPT, sender, rejected=refused)
+                if isinstance(error, SenderNotAllowedError):
+                    return error
         return all_refused_error(refused, channel=endpoint.channel, server=endpoint.server)
     code, text = replies[1 + len(recipients)]
     if code != 354:
