@@ -258,10 +258,13 @@ def test_the_test_server_renders_template_syntax_as_sparkpost_does() -> None:
     )
 
 
+@pytest.mark.parametrize("field", ["to", "cc", "bcc"])
 async def test_template_syntax_in_an_address_is_refused_before_sending(
-    server: SparkpostServer, channel: SparkpostChannel
+    server: SparkpostServer, channel: SparkpostChannel, field: str
 ) -> None:
-    message = Message("app@example.com", ["a{{b}}@example.net"], text="x")
+    """A Bcc too: it travels only in the request's recipients, which SparkPost reads as template text."""
+    fields = {"to": ["bob@example.net"], field: ["a{{b}}@example.net"]}
+    message = Message("app@example.com", text="x", **fields)
 
     with pytest.raises(InvalidMessageError, match="template syntax"):
         await channel.send(message)

@@ -53,7 +53,8 @@ def escape_template_syntax(text: str) -> str:
 
 def _any_template_syntax(message: Message) -> bool:
     """Whether "{{" or "}}" appears anywhere SparkPost would read it (addresses, names, texts, headers)."""
-    texts = [message.sender, *message.to, *message.cc, *message.reply_to, *message.headers.values()]
+    texts = [message.sender, *message.to, *message.cc, *message.bcc, *message.reply_to]
+    texts += message.headers.values()
     texts += [message.subject or "", message.text or "", message.html or "", message.message_id]
     texts += [a.display_name or "" for f in ("sender", "to", "cc", "reply_to") for a in message.parsed(f)]
     joined = "\0".join(texts)  # one pass in C; NUL never occurs in these strings' own text
@@ -68,7 +69,8 @@ def literal_message(message: Message) -> Message | None:
     """
     if not _any_template_syntax(message):
         return None  # the usual case, found with one pass over the message's own strings
-    for field in ("sender", "to", "cc", "reply_to"):
+    # A Bcc address travels only in the request's recipients, where SparkPost reads it as template text too.
+    for field in ("sender", "to", "cc", "bcc", "reply_to"):
         for address in message.parsed(field):
             if _has_template_syntax(address.addr_spec):
                 raise InvalidMessageError(
