@@ -128,8 +128,9 @@ class SqlOutboxStore:
     async def setup(self) -> None:
         await SCHEMA.ensure(self.database)
 
-    # Every call runs to its end even when the caller is cancelled (a worker being stopped): a transaction
-    # cut off half-way would leave the connection inside it. The caller still sees the cancellation at once.
+    # Every call runs to its end even when the caller is cancelled (a worker being stopped), so an outcome
+    # already decided is still recorded. (The database layer itself leaves the connection clean after a
+    # cancellation; this is about not losing the write.) The caller still sees the cancellation at once.
 
     async def _execute(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         return await asyncio.shield(asyncio.ensure_future(self.database.execute(sql, params)))
