@@ -95,6 +95,15 @@ class SqliteDatabase:
         async with self._lock():
             return await self._call(self._execute_alone, sql, tuple(params), write)
 
+    async def batch(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool = True
+    ) -> list[list[Row]]:
+        """Run the statements in order in one transaction (one trip to the worker thread); their rows."""
+        async with self._lock():
+            return await self._call(
+                self._batch_alone, [(sql, tuple(params)) for sql, params in statements], write
+            )
+
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
         if self._closed:
@@ -214,6 +223,16 @@ class SqliteDatabase:
             raise
         self._end("COMMIT")
         return rows
+
+    def _batch_alone(self, statements: list[tuple[str, tuple[object, ...]]], write: bool) -> list[list[Row]]:
+        self._begin(write)
+        try:
+            results = [self._execute(sql, params)[0] for sql, params in statements]
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+        return results
 
     def _close_sync(self) -> None:
         if self._connection is not None:
