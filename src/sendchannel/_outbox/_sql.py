@@ -310,11 +310,36 @@ class SqlOutboxStore:
         # One transaction, one round trip on PostgreSQL (a pipeline), one trip to SQLite's thread.
         if not settlements:
             return
-        statements = []
+        statements: list[tuple[str, Sequence[object]]] = []
+        finished = [one for one in settlements if one.status != "queued"]
+        for start in range(0, len(finished), _INSERT_CHUNK):
+            statements.append(self._finish_statement(worker, finished[start : start + _INSERT_CHUNK], now))
         for one in settlements:
-            sql, params = self._settle_statement(worker, one, now)
-            statements.append((sql.removesuffix(" RETURNING id"), params))
+            if one.status == "queued":
+                sql, params = self._settle_statement(worker, one, now)
+                statements.append((sql.removesuffix(" RETURNING id"), params))
         await self._batch(statements)
+
+    @staticmethod
+    def _finish_statement(worker: str, rows: Sequence[Settlement], now: float) -> tuple[str, list[object]]:
+        """One UPDATE that finishes many items (sent, failed, unknown), each with its own values."""
+        finished = ", ".join(f"'{name}'" for name in FINISHED)
+        values = ", ".join(
+            "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), "
+            "CAST(? AS TEXT))"
+            for _ in rows
+        )
+        params: list[object] = []
+        for one in rows:
+            params += [one.id, one.status, one.attempts, one.error, one.result, one.credential]
+        return (
+            f"WITH v(id, status, attempts, error, result, credential) AS (VALUES {values}) "  # noqa: S608
+            f"UPDATE {TABLE} SET status = v.status, attempts = v.attempts, error = v.error, "
+            f"result = v.result, credential = COALESCE(v.credential, {TABLE}.credential), finished_at = ?, "
+            f"lease_until = NULL FROM v WHERE {TABLE}.id = v.id AND {TABLE}.claimed_by = ? "
+            f"AND {TABLE}.status NOT IN ({finished})",
+            [*params, now, worker],
+        )
 
     async def release(
         self, item_id: int, worker: str, *, next_attempt_at: float | None, credential: str | None
