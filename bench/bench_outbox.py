@@ -79,6 +79,11 @@ class _Counting:
         self.transactions += 1
         return await self._database.execute(sql, params)
 
+    async def batch(self, statements: Any, *, write: bool = True) -> Any:
+        self.statements += len(statements)
+        self.transactions += 1
+        return await self._database.batch(statements, write=write)
+
     async def run(self, body: Any, *, write: bool = True) -> Any:
         counter = self
 

@@ -166,6 +166,25 @@ async def test_a_transaction_commits_together_or_not_at_all(database: Database) 
     assert [("a",), ("b",)] == await database.execute("SELECT body FROM sendchannel_notes_test ORDER BY body")
 
 
+async def test_a_batch_returns_each_statements_rows_and_commits_together_or_not_at_all(
+    database: Database,
+) -> None:
+    """``batch`` (one pipelined round trip on PostgreSQL): rows in statement order; a statement that fails
+    undoes the ones before it, and the connection is clean for the next call."""
+    await NOTES.ensure(database)
+    insert = "INSERT INTO sendchannel_notes_test (body) VALUES (?) RETURNING body"
+    results = await database.batch(
+        [(insert, ("a",)), ("UPDATE sendchannel_notes_test SET weight = ?", (2.0,)), (insert, ("b",))]
+    )
+    assert [[("a",)], [], [("b",)]] == results
+    with pytest.raises(ConstraintError):
+        await database.batch([(insert, ("c",)), (insert, ("a",)), (insert, ("d",))])
+    assert [("a", 2.0), ("b", 1.5)] == await database.execute(
+        "SELECT body, weight FROM sendchannel_notes_test ORDER BY body"
+    )
+    assert [[(2,)]] == await database.batch([("SELECT COUNT(*) FROM sendchannel_notes_test", ())])
+
+
 async def test_a_unique_violation_is_a_constraint_error_on_every_engine(database: Database) -> None:
     await NOTES.ensure(database)
     await database.execute("INSERT INTO sendchannel_notes_test (body) VALUES (?)", ("same",))

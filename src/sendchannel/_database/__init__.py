@@ -17,7 +17,10 @@
   else is a ``ConfigurationError``.
 - A :class:`Database` has ``dialect``, ``transaction(write=True)``, ``run(body)`` (a transaction retried
   from the start after a PostgreSQL serialization failure or deadlock), ``execute(sql, params)`` (one
-  statement, its own transaction) and ``aclose()``. SQL uses ``?`` placeholders on both engines.
+  statement, its own transaction: one round trip on PostgreSQL, in autocommit), ``batch(statements)``
+  (statements that need no answer in between, one transaction: one pipelined round trip on PostgreSQL)
+  and ``aclose()``. A caller cancelled in the middle leaves no transaction open on the connection. SQL
+  uses ``?`` placeholders on both engines.
 - Errors: a constraint violation is :class:`ConstraintError` on both engines; a lock held too long, or a
   server that cannot be reached, is :class:`~sendchannel.errors.ConnectionLostError`; a database that
   cannot be used (bad path, refused password, missing psycopg) is

@@ -66,5 +66,12 @@ class Database(Protocol):
         """Run one statement in a transaction of its own; return its rows (``write=False`` for a read,
         which on SQLite waits for no writer)."""
 
+    async def batch(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool = True
+    ) -> list[list[Row]]:
+        """Run ``(sql, params)`` statements in order in one transaction; return each one's rows. The
+        cheapest way to a few statements that need no answer in between: on PostgreSQL BEGIN, the
+        statements and COMMIT go in one round trip (a pipeline); on SQLite, one trip to the worker thread."""
+
     async def aclose(self) -> None:
         """Close every connection this process holds (idempotent)."""

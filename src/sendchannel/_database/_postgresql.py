@@ -1,7 +1,9 @@
 """PostgreSQL for the directory and the outbox: psycopg 3, async, a small pool of connections.
 
 Connections are opened on first use (at most ``max_connections`` a process, kept open between
-transactions) in autocommit mode, and each transaction is an explicit ``BEGIN ... COMMIT``. A connection
+transactions) in autocommit mode, and each transaction is an explicit ``BEGIN ... COMMIT``; a single
+statement (``execute``) runs in autocommit, one round trip, and ``batch`` pipelines BEGIN, its statements
+and COMMIT into one round trip. A connection
 that breaks is dropped and the error becomes a :class:`~sendchannel.errors.ConnectionLostError`; the
 password never appears in any message (psycopg's own messages do not carry it, and the URL is shown
 redacted).
@@ -88,8 +90,9 @@ class PostgresDatabase:
     # -- the Database interface ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[PostgresTransaction]:
-        """One transaction; see :meth:`sendchannel._database.Database.transaction`."""
+    async def _using(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection of the pool for one unit of work, its errors mapped to the layer's; a connection
+        that broke, or whose work was cancelled (a statement may still run on the server), is closed."""
         psycopg = _psycopg()
         semaphore = self._pool()
         async with semaphore:
@@ -97,8 +100,7 @@ class PostgresDatabase:
             healthy = False
             try:
                 try:
-                    async with connection.transaction():
-                        yield PostgresTransaction(self, connection)
+                    yield connection
                     healthy = True
                 except psycopg.errors.IntegrityError as exc:
                     healthy = True
@@ -119,16 +121,32 @@ class PostgresDatabase:
                     healthy = not connection.broken
                     raise
             finally:
+                # Autocommit connections: anything but a clean idle state (a transaction left open) is closed.
+                if healthy and connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    healthy = False
                 self._release(connection, healthy=healthy)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[PostgresTransaction]:
+        """One transaction; see :meth:`sendchannel._database.Database.transaction`."""
+        async with self._using() as connection, connection.transaction():
+            yield PostgresTransaction(self, connection)
 
     async def run(self, body: Callable[[Transaction], Awaitable[T]], *, write: bool = True) -> T:
         """Run ``body(tx)`` in a transaction; again after a serialization failure or deadlock."""
+
+        async def attempt() -> T:
+            async with self.transaction(write=write) as tx:
+                return await body(tx)
+
+        return await self._retrying(attempt)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         deadline = time.monotonic() + self.url.timeout
         delay = 0.005
         while True:
             try:
-                async with self.transaction(write=write) as tx:
-                    return await body(tx)
+                return await attempt()
             except _Conflict:
                 if time.monotonic() >= deadline:
                     raise
@@ -136,12 +154,33 @@ class PostgresDatabase:
                 delay = min(delay * 2, 0.2)
 
     async def execute(self, sql: str, params: Sequence[object] = (), *, write: bool = True) -> list[Row]:
-        """Run one statement in a transaction of its own."""
+        """Run one statement in a transaction of its own: in autocommit, one round trip to the server (a
+        single statement is atomic on its own; no BEGIN, no COMMIT)."""
+        converted, values = _convert(sql), tuple(params)
 
-        async def body(tx: Transaction) -> list[Row]:
-            return await tx.execute(sql, params)
+        async def attempt() -> list[Row]:
+            async with self._using() as connection:
+                cursor = await connection.execute(converted, values)
+                return [] if cursor.description is None else await cursor.fetchall()
 
-        return await self.run(body, write=write)
+        return await self._retrying(attempt)
+
+    async def batch(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool = True
+    ) -> list[list[Row]]:
+        """Run the statements in order in one transaction; return each one's rows. Pipelined: BEGIN, the
+        statements and COMMIT go to the server together, one round trip."""
+        if len(statements) == 1:
+            return [await self.execute(*statements[0], write=write)]
+        converted = [(_convert(sql), tuple(params)) for sql, params in statements]
+
+        async def attempt() -> list[list[Row]]:
+            async with self._using() as connection:
+                async with connection.pipeline(), connection.transaction():
+                    cursors = [await connection.execute(sql, params) for sql, params in converted]
+                return [[] if c.description is None else await c.fetchall() for c in cursors]
+
+        return await self._retrying(attempt)
 
     async def aclose(self) -> None:
         """Close the idle connections (idempotent); connections in use close when their transaction ends."""

@@ -67,7 +67,15 @@ class SqliteDatabase:
     async def transaction(self, *, write: bool = True) -> AsyncIterator[SqliteTransaction]:
         """One transaction; see :meth:`sendchannel._database.Database.transaction`."""
         async with self._lock():
-            await self._call(self._begin, write)
+            begun = self._call(self._begin, write)
+            try:
+                await begun
+            except asyncio.CancelledError:
+                # BEGIN may be running in the worker thread (where it cannot be stopped) and succeed after we
+                # leave: queue a ROLLBACK behind it, so the connection is out of any transaction before the
+                # next caller's work (the thread runs calls in order) and nothing of ours is left open.
+                self._roll_back_later()
+                raise
             tx = SqliteTransaction(self)
             try:
                 yield tx
@@ -86,6 +94,15 @@ class SqliteDatabase:
         """Run one statement in a transaction of its own (one trip to the worker thread)."""
         async with self._lock():
             return await self._call(self._execute_alone, sql, tuple(params), write)
+
+    async def batch(
+        self, statements: Sequence[tuple[str, Sequence[object]]], *, write: bool = True
+    ) -> list[list[Row]]:
+        """Run the statements in order in one transaction (one trip to the worker thread); their rows."""
+        async with self._lock():
+            return await self._call(
+                self._batch_alone, [(sql, tuple(params)) for sql, params in statements], write
+            )
 
     async def aclose(self) -> None:
         """Close the connection and stop the worker thread (idempotent)."""
@@ -167,10 +184,27 @@ class SqliteDatabase:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
+    def _roll_back_later(self) -> None:
+        """Queue a ROLLBACK on the worker thread behind what runs there now; nobody waits for it."""
+        if self._executor is None or self._pid != os.getpid():
+            return
+        try:
+            future = self._executor.submit(self._end, "ROLLBACK")
+        except RuntimeError:  # the executor was shut down: the connection is closed
+            return
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
     def _end(self, statement: str) -> None:
+        """COMMIT or ROLLBACK the open transaction, if any; a COMMIT that fails is rolled back, so the
+        connection never stays inside a transaction."""
         connection = self._connection
         if connection is not None and connection.in_transaction:
-            connection.execute(statement)
+            try:
+                connection.execute(statement)
+            finally:
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.rollback()
 
     def _execute(self, sql: str, params: tuple[object, ...]) -> tuple[list[Row], int]:
         cursor = self._open().execute(sql, params)
@@ -189,6 +223,16 @@ class SqliteDatabase:
             raise
         self._end("COMMIT")
         return rows
+
+    def _batch_alone(self, statements: list[tuple[str, tuple[object, ...]]], write: bool) -> list[list[Row]]:
+        self._begin(write)
+        try:
+            results = [self._execute(sql, params)[0] for sql, params in statements]
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        self._end("COMMIT")
+        return results
 
     def _close_sync(self) -> None:
         if self._connection is not None:

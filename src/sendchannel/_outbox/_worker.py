@@ -218,7 +218,7 @@ class Worker:
                     await asyncio.sleep(0)
                     continue
             timeout = min(self._sweep_every, self._poll)
-            if not claimed:
+            if not claimed and free > 0:
                 due, leased, next_due = await store.pending(now)
                 if self._until_empty and not self._tasks and due == 0 and leased == 0:
                     return
