@@ -68,13 +68,18 @@ async def test_worker_command_in_a_terminal_shows_progress_and_stops_on_sigterm(
         terminal = await in_terminal(
             "worker", database, "--channel", f"smtp://127.0.0.1:{sink.port}?tls=none"
         )
-        await terminal.read_until(b"sent 10 ")
-        assert b"\r" in terminal.seen
-        started = time.monotonic()
-        terminal.process.send_signal(signal.SIGTERM)
-        assert 0 == await terminal.finish()
-        assert time.monotonic() - started < 20
-        assert b"SIGTERM: finishing the sends in flight" in terminal.seen
+        try:
+            await terminal.read_until(b"sent 10 ")
+            assert b"\r" in terminal.seen
+            started = time.monotonic()
+            terminal.process.send_signal(signal.SIGTERM)
+            assert 0 == await terminal.finish()
+            assert time.monotonic() - started < 20
+            assert b"SIGTERM: finishing the sends in flight" in terminal.seen
+        finally:
+            if terminal.process.returncode is None:  # a failed check must not leave the worker running
+                terminal.process.kill()
+                await terminal.process.wait()
         async with Outbox(database, channel=FakeChannel()) as outbox:
             assert 10 == (await outbox.counts())["sent"]
 
