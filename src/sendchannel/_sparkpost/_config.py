@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from sendchannel._address import idna_domain
+from sendchannel._address import configured_domains
 from sendchannel._http import check_base_url
 from sendchannel._sparkpost import SPARKPOST
 from sendchannel._urls import read_options, redact_url
@@ -24,37 +23,16 @@ EU_API = "https://api.eu.sparkpost.com/api/v1"
 _REGIONS = {"us": US_API, "eu": EU_API}
 
 def domains_of(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items: Iterable[object] = value.split(",")
-    elif isinstance(value, Iterable):
-        items = value
-    else:
-        raise ConfigurationError(
-            f"domains must be a sequence of domain names such as ['example.com'], got {type(value).__name__}"
-        )
-    domains: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationError(f"domains must be strings, got {type(item).__name__}")
-        domain = item.strip().lower()
-        if not domain:
-            continue
-        if "@" in domain:
-            raise ConfigurationError(
-                f"{item!r} in domains is an address; give its domain ({domain.rpartition('@')[2]!r}): "
-                "a SparkPost key covers every address at a verified sending domain"
-            )
-        try:
-            idna_domain(domain.removeprefix("*."))
-        except ValueError as exc:
-            raise ConfigurationError(f"{item!r} in domains is not a domain name: {exc}") from None
-        domains.append(domain)
+    """The sending domains of ``domains=`` (see configured_domains); at least one is required."""
+    domains = configured_domains(
+        value, covers="a SparkPost key covers every address at a verified sending domain"
+    )
     if not domains:
         raise ConfigurationError(
             "SparkpostChannel needs domains=: the verified sending domains the key may send from, "
             "e.g. domains=['example.com']"
         )
-    return tuple(dict.fromkeys(domains))
+    return domains
 
 
 def api_root(region: str, base_url: str | None) -> str:
