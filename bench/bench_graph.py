@@ -18,16 +18,12 @@ the client CPU a message, not the rate; both are printed, medians of the runs, w
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import base64
-import multiprocessing
-import statistics
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
-from bench_http import _serve, measure, messages
+from bench_http import Setup, messages, run
 
 from sendchannel import Message, Office365GraphChannel
 from sendchannel._graph._submission import submitted_mime
@@ -40,7 +36,7 @@ async def _token() -> str:
     return TOKEN
 
 
-def clients(port: int, batch: Sequence[Message]) -> dict[str, Any]:
+def clients(port: int, batch: Sequence[Message]) -> dict[str, Setup]:
     base = f"http://127.0.0.1:{port}/v1.0"
 
     async def channel() -> tuple[Callable[[int], Awaitable[object]], Any]:
@@ -62,37 +58,17 @@ def clients(port: int, batch: Sequence[Message]) -> dict[str, Any]:
     return {"Office365GraphChannel": channel, "bare aiohttp": bare_aiohttp}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="300 messages, one run")
-    parser.add_argument("--count", type=int, default=2000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args(argv)
-    count, runs = (300, 1) if args.quick else (args.count, args.runs)
+def batch_of(count: int) -> list[Message]:
+    return [m.evolve(sender=SENDER) for m in messages(count)]
 
-    receive, send_end = multiprocessing.Pipe(duplex=False)
-    server = multiprocessing.Process(target=_serve, args=(send_end,), daemon=True)
-    server.start()
-    try:
-        port = receive.recv()
-        batch = [m.evolve(sender=SENDER) for m in messages(count)]
-        size = len(batch[0].as_bytes())
-        print(f"{count} messages of {size:,} bytes, 8 at a time, {runs} run(s); medians")
-        figures: dict[str, tuple[float, float]] = {}
-        for name, setup in clients(port, batch).items():
-            results = [asyncio.run(measure(setup, count)) for _ in range(runs)]
-            rate = statistics.median(r[0] for r in results)
-            cpu = statistics.median(r[1] for r in results)
-            figures[name] = (rate, cpu)
-            print(f"  {name:<22} {rate:>8,.0f} msg/s   {cpu:>6,.0f} us CPU a message")
-        ours, bare = figures["Office365GraphChannel"], figures["bare aiohttp"]
-        print(
-            f"Office365GraphChannel / bare aiohttp: {ours[0] / bare[0]:.2f}x the messages a second, "
-            f"{ours[1] / bare[1]:.2f}x the CPU a message ({ours[1]:.0f} us against {bare[1]:.0f} us)"
-        )
-    finally:
-        server.terminate()
-        server.join(5)
+
+def main(argv: Sequence[str] | None = None) -> None:
+    figures = run(__doc__, argv, batch_of, clients, width=22)
+    ours, bare = figures["Office365GraphChannel"], figures["bare aiohttp"]
+    print(
+        f"Office365GraphChannel / bare aiohttp: {ours[0] / bare[0]:.2f}x the messages a second, "
+        f"{ours[1] / bare[1]:.2f}x the CPU a message ({ours[1]:.0f} us against {bare[1]:.0f} us)"
+    )
 
 
 if __name__ == "__main__":
