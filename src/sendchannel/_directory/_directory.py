@@ -32,6 +32,7 @@ from sendchannel._result import SendResult
 from sendchannel._retry import _DEFAULT_POLICY, RetryPolicy
 from sendchannel._scope import CredentialScope, ScopeKind
 from sendchannel._throttle import MemoryStore, SqliteStore, ThrottleStore
+from sendchannel._throttle._throttler import check_max_wait
 from sendchannel.errors import ConfigurationError, SenderNotAllowedError
 
 __all__ = ["ChannelDirectory"]
@@ -124,8 +125,7 @@ class ChannelDirectory(Closing):
         url = parse_database_url(database)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
-        if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait >= 0:
-            raise ConfigurationError(f"max_wait must be a number of seconds, 0 or more, got {max_wait!r}")
+        wait = check_max_wait(max_wait)  # the Throttler's own check: the entries' throttlers get it
         if not isinstance(refresh_interval, int | float) or not 0 < refresh_interval < math.inf:
             raise ConfigurationError(f"refresh_interval must be a positive number, got {refresh_interval!r}")
         if on_change is not None and not callable(on_change):
@@ -142,7 +142,7 @@ class ChannelDirectory(Closing):
                 throttle_store = MemoryStore()
         self.throttle_store: ThrottleStore = throttle_store
         self.retry = retry
-        self.max_wait = float(max_wait)
+        self.max_wait = wait
         self.failover = bool(failover)
         self.on_change = on_change
         self.clock: Clock = SystemClock() if clock is None else clock

@@ -25,7 +25,7 @@ from sendchannel.errors import (
     ThrottledError,
 )
 
-__all__ = ["DEFAULT_PAUSE", "Throttler", "default_key"]
+__all__ = ["DEFAULT_PAUSE", "Throttler", "check_max_wait", "default_key"]
 
 logger = logging.getLogger("sendchannel.throttle")
 
@@ -39,6 +39,21 @@ _CLOSE_ENOUGH = 1e-9
 
 # Errors that say the message never reached the provider: the send gives its permits back.
 _NOT_SENT = (ConnectionLostError, InvalidMessageError, ConfigurationError)
+
+
+def check_max_wait(max_wait: object) -> float:
+    """``max_wait`` in seconds as a float: a number, 0 or more (``math.inf`` for no bound).
+
+    The Throttler's check, for those that take a ``max_wait`` to build throttlers with later (the directory).
+
+    Raises:
+        ConfigurationError: Not a number (a bool is not one), negative, or NaN.
+    """
+    if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait >= 0:
+        raise ConfigurationError(
+            f"max_wait must be a number of seconds, 0 or more (math.inf for no bound), got {max_wait!r}"
+        )
+    return float(max_wait)
 
 
 class Throttler(Closing):
@@ -89,10 +104,7 @@ class Throttler(Closing):
                 f"Throttler wraps a Channel (an object with name, scope, limits, send, verify and aclose), "
                 f"got {type(channel).__name__}"
             )
-        if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait >= 0:
-            raise ConfigurationError(
-                f"max_wait must be a number of seconds, 0 or more (math.inf for no bound), got {max_wait!r}"
-            )
+        wait = check_max_wait(max_wait)
         if key is not None and (not isinstance(key, str) or not key):
             raise ConfigurationError(f"key must be a non-empty string, got {key!r}")
         if limits is not None and not isinstance(limits, Limits):
@@ -106,7 +118,7 @@ class Throttler(Closing):
         #: The budget's name in the store.
         self.key = key if key is not None else default_key(channel)
         #: The longest a send waits for its permits, in seconds.
-        self.max_wait = float(max_wait)
+        self.max_wait = wait
         #: The clock that times the waits.
         self.clock: Clock = SystemClock() if clock is None else clock
         self._rates_for: Limits | None = None
