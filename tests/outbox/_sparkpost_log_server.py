@@ -3,10 +3,11 @@
 ``python -m tests.outbox._sparkpost_log_server LOG REPLAYS SEED`` runs
 :class:`tests.sparkpost.server.SparkpostServer` (which honours ``Idempotency-Key`` as SparkPost documents)
 on a free port of 127.0.0.1 and prints the port on its first line; SIGTERM stops it. For each transmission
-it delivers it appends ``"<time> <Message-ID>"`` to LOG with one unbuffered write, before the answer is
-written, so a transmission whose connection drops after it was handled is in the log. A repeat of a
-remembered Idempotency-Key is answered as the double answers it (the first answer again, or 409) and is
-not delivered, so not in LOG: it appends ``"<time> <status> <error code or ->"`` to REPLAYS instead.
+it delivers it appends ``"<time> <Message-ID>"`` to LOG (the time its request arrived, as a provider's
+rate limit counts it) with one unbuffered write, before the answer is written, so a transmission whose
+connection drops after it was handled is in the log. A repeat of a remembered Idempotency-Key is answered
+as the double answers it (the first answer again, or 409) and is not delivered, so not in LOG: it appends
+``"<time> <status> <error code or ->"`` to REPLAYS instead.
 
 Faults, from a seeded generator, for new transmissions (as the SMTP log server has them, over HTTP): a 503
 with code 1900 now and then (nothing done: a transient error), and now and then the connection is closed
@@ -20,7 +21,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.sparkpost.server import GENERATION_UNAVAILABLE, Answer, Received, SparkpostServer
@@ -39,6 +42,7 @@ class LoggingSparkpost(SparkpostServer):
         self.replays = os.open(replays, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.chooser = random.Random(seed)
         self.faults = self._fault
+        self._arrival = threading.local()  # each request is handled on a thread of its own
         httpd = self._httpd
         report = httpd.handle_error
 
@@ -59,13 +63,17 @@ class LoggingSparkpost(SparkpostServer):
             return Answer(action="deliver-then-drop")
         return None
 
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        self._arrival.at = time.time()
+        super()._handle(handler, method)
+
     def _transmit(self, received: Received) -> Answer:
         answer = super()._transmit(received)
         with self._lock:
             mine = [d for d in self.delivered if d.request is received]
             self.delivered[:] = [d for d in self.delivered if d.request is not received]
         for delivered in mine:
-            os.write(self.log, f"{time.time():.6f} {delivered.header('message-id')}\n".encode())
+            os.write(self.log, f"{self._arrival.at:.6f} {delivered.header('message-id')}\n".encode())
         return answer
 
     def _repeat(self, earlier: tuple[float, bytes, Answer | None], body: bytes) -> Answer:
