@@ -1,4 +1,4 @@
-"""An aiosmtpd server for the outbox's crash tests: ``python -m tests.outbox._smtp_log_server LOG MODE SEED``.
+"""An aiosmtpd server for the outbox's crash tests: ``python -m tests.outbox._smtp_log_server LOG SEED``.
 
 It listens on a free port of 127.0.0.1 and prints the port on its first line. For each message it delivers
 it appends ``"<time> <Message-ID>"`` to LOG with one unbuffered write, before the reply, so a message whose
@@ -6,8 +6,8 @@ connection drops after it was taken is in the log. Faults, from a seeded generat
 DATA now and then (not taken), and now and then the message is taken and the connection dropped before the
 reply (delivered; the client cannot know).
 
-MODE ``idempotent`` plays a provider that honours an idempotency key (the Message-ID): a message whose
-Message-ID it delivered before is answered ``250`` again and not delivered (or logged) a second time.
+(The idempotent crash runs go through SparkpostChannel to the SparkPost double instead:
+``tests/outbox/_sparkpost_log_server.py``.)
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ DATA_TAKEN_THEN_DROPPED = 0.004
 
 
 class LoggingHandler:
-    def __init__(self, log: str, idempotent: bool, seed: int) -> None:
+    def __init__(self, log: str, seed: int) -> None:
         self.descriptor = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self.idempotent = idempotent
-        self.seen: set[bytes] = set()
         self.chooser = random.Random(seed)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -40,21 +38,18 @@ class LoggingHandler:
         assert isinstance(data, bytes)
         match = _MESSAGE_ID.search(data)
         message_id = match[1] if match else b"<missing>"
-        if self.idempotent and message_id in self.seen:
-            return "250 2.0.0 Ok: replayed, delivered before"
         draw = self.chooser.random()
         if draw < DATA_TEMPORARY:
             return "451 4.3.0 queue temporarily unavailable"
-        self.seen.add(message_id)
         os.write(self.descriptor, f"{time.time():.6f} ".encode() + message_id + b"\n")
         if draw < DATA_TEMPORARY + DATA_TAKEN_THEN_DROPPED and server.transport is not None:
             server.transport.abort()
         return "250 2.0.0 Ok: queued"
 
 
-async def main(log: str, mode: str, seed: int) -> None:
+async def main(log: str, seed: int) -> None:
     loop = asyncio.get_running_loop()
-    handler = LoggingHandler(log, mode == "idempotent", seed)
+    handler = LoggingHandler(log, seed)
 
     def factory() -> Any:
         return SMTP(handler, hostname="outbox-log.localhost", decode_data=False, loop=loop)
@@ -69,4 +64,4 @@ async def main(log: str, mode: str, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))

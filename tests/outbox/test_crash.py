@@ -1,9 +1,13 @@
 """Crash test: three worker processes SIGKILLed at random moments and restarted, on PostgreSQL and SQLite.
 
-At the end every item is sent, failed or unknown; the SMTP server (which logs every Message-ID it takes)
-got every sent item exactly once, no failed item, and each unknown item at most once. Through an
-idempotent channel nothing ends unknown and nothing is delivered twice. The throttler's bound holds at the
-server across all the workers, kills and restarts included.
+At the end every item is sent, failed or unknown; the server (which logs every Message-ID it delivers) got
+every sent item exactly once, no failed item, and each unknown item at most once. Mode ``plain`` sends
+through an SmtpChannel to an SMTP server (``_smtp_log_server``). Mode ``idempotent`` sends through the real
+SparkpostChannel, whose Idempotency-Key is the Message-ID, to the SparkPost double in its own process
+(``_sparkpost_log_server``), which honours the key as SparkPost documents, and drops connections before
+and after delivering: there nothing ends unknown and nothing is delivered twice, and some repeats were
+answered from the key (the idempotent path was taken). The throttler's bound holds at the server across
+all the workers, kills and restarts included.
 """
 
 from __future__ import annotations
@@ -29,25 +33,31 @@ ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 5000
 WORKERS = 3
 KILLS = 8
-# The server logs a message's time after its DATA arrived: after its permit's slot by the time a pooled
-# connection, MAIL, RCPT and DATA take, which on a loaded machine (CI under coverage, 2 cores) was seen past
-# 0.15 s. Messages arriving in any window of per - JITTER seconds were all granted within one window of per
-# seconds as long as none took longer than JITTER, so the check stays exact for delays up to half a second.
+# The SMTP server logs a message's time after its DATA arrived, the SparkPost double when its request's
+# headers did: after its permit's slot by the time a pooled connection, MAIL, RCPT and DATA (or an HTTP
+# request) take, which on a loaded machine (CI under coverage, 2 cores) was seen past 0.15 s. Messages
+# arriving in any window of per - JITTER seconds were all granted within one window of per seconds as long
+# as none took longer than JITTER, so the check stays exact for delays up to half a second.
 JITTER = 0.5
 
 
 @contextlib.contextmanager
-def smtp_server(log: Path, mode: str, seed: int) -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.outbox._smtp_log_server", str(log), mode, str(seed)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def log_server(tmp_path: Path, mode: str, seed: int) -> Iterator[int]:
+    """The server for ``mode`` in its own process (SMTP for plain, SparkPost for idempotent); its port.
+
+    Both log each delivery to ``delivered.log``; the SparkPost double logs repeats of an Idempotency-Key
+    to ``replays.log``.
+    """
+    log = str(tmp_path / "delivered.log")
+    if mode == "idempotent":
+        command = ["tests.outbox._sparkpost_log_server", log, str(tmp_path / "replays.log"), str(seed)]
+    else:
+        command = ["tests.outbox._smtp_log_server", log, str(seed)]
+    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.strip().isdigit(), f"the SMTP server did not start: {line!r}"
+        assert line.strip().isdigit(), f"the {mode} server did not start: {line!r}"
         yield int(line)
     finally:
         process.terminate()
@@ -101,7 +111,7 @@ def crash_run(database: str, tmp_path: Path, mode: str, seed: int) -> None:
 
     ids = asyncio.run(fill())
     kills = 0
-    with smtp_server(log, mode, seed) as port:
+    with log_server(tmp_path, mode, seed) as port:
         workers = [start_worker(database, port, throttle_db, mode) for _ in range(WORKERS)]
         try:
             deadline = time.monotonic() + 240
@@ -147,6 +157,10 @@ def crash_run(database: str, tmp_path: Path, mode: str, seed: int) -> None:
     if mode == "idempotent":
         assert [] == by_status["unknown"], "an idempotent channel left an item unknown"
         assert [] == [m for m, n in delivered.items() if n > 1]
+        replays = [line.split()[1:] for line in (tmp_path / "replays.log").read_text().splitlines()]
+        # A repeat with another body (1600) would mean the outbox changed a message between attempts.
+        assert [] == [r for r in replays if r not in (["200", "-"], ["409", "1601"])], replays
+        assert ["200", "-"] in replays, "no repeat was answered from its Idempotency-Key: nothing proved"
     else:
         assert by_status["unknown"], "no worker was killed while sending: the test proved nothing"
     arrivals = [(float(at), 1) for at, _ in lines]

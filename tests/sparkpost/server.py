@@ -9,7 +9,8 @@ braces, as the Substitutions Reference describes), so a test sees what a recipie
 
 Tests can script the next answers: any documented error body, a dropped connection after the request
 was read (``drop``: nothing done; ``deliver-then-drop``: the transmission handled, its answer lost), or
-no answer at all (for timeouts).
+no answer at all (for timeouts). A long run can instead give ``faults``, which chooses such an answer (or
+None) for each new transmission the script does not answer.
 
 Like SparkPost, it honours the ``Idempotency-Key`` of transmissions for 24 hours (on ``clock``, which a
 test may move): a repeat with the same body gets the first answer again with ``X-Idempotent-Replayed:
@@ -29,7 +30,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -258,6 +259,9 @@ class SparkpostServer:
         self.invalid_recipients: set[str] = set()
         self.suppressed: set[str] = set()
         self._script: collections.deque[Answer] = collections.deque()
+        #: Called (under the server's lock) for each transmission that is not a repeat of a remembered
+        #: Idempotency-Key and that the script does not answer: an Answer to give instead, or None.
+        self.faults: Callable[[Received], Answer | None] | None = None
         #: Where the idempotency window's time comes from (seconds); a test may replace it.
         self.clock = time.time
         # Idempotency-Key -> (time first seen, body, the first answer or None while it is being handled)
@@ -324,6 +328,8 @@ class SparkpostServer:
             earlier = self._keys.get(key) if key else None
             if earlier is not None and self.clock() - earlier[0] >= IDEMPOTENCY_WINDOW:
                 earlier = None
+            if scripted is None and earlier is None and self.faults is not None and key:
+                scripted = self.faults(received)
             if key and earlier is None:
                 self._keys[key] = (self.clock(), body, None)
         if earlier is not None:
