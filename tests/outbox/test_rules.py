@@ -408,3 +408,51 @@ def test_run_without_work_returns_when_until_empty(database: str) -> None:
             assert {} == {k: v for k, v in (await outbox.counts()).items() if v}
 
     asyncio.run(main())
+
+
+class _Gated(CountingChannel):
+    """Holds every send until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _send(self, message: object) -> object:  # type: ignore[override]
+        self.entered.set()
+        await self.gate.wait()
+        return await super()._send(message)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"], indirect=True)
+def test_until_empty_returns_soon_after_another_workers_send_is_recorded(database: str) -> None:
+    """A worker told to stop once the outbox is empty, while only another worker's item is leased, looks
+    again soon rather than after its long wait (5 s): it returns soon after the other worker's outcome is
+    recorded."""
+
+    async def main() -> None:
+        holding = _Gated()
+        async with (
+            Outbox(database, channel=holding) as first,
+            Outbox(database, channel=FakeChannel()) as second,
+        ):
+            await first.put(message(1))
+            worker = asyncio.create_task(first.run())
+            await asyncio.wait_for(holding.entered.wait(), 30)
+            # Its own poll (SQLite's 0.2 s) must not be what wakes it.
+            second.store.poll_interval = 3600.0  # type: ignore[attr-defined]
+            waiting = asyncio.create_task(second.run(until_empty=True))
+            await asyncio.sleep(0.3)  # most likely asleep by now; the outcome does not depend on it
+            assert not waiting.done(), "the second worker returned while the first one's item was leased"
+            opened = time.monotonic()
+            holding.gate.set()
+            await asyncio.wait_for(waiting, 30)
+            elapsed = time.monotonic() - opened
+            # Looking again every 0.2 s it returns within a few tenths; without that it slept for its whole
+            # wait, min(lease / 4, poll, 5 s) = 5 s.
+            assert elapsed < 2.5, f"took {elapsed:.2f} s after the other worker's send was released"
+            assert {"sent": 1} == {k: v for k, v in (await second.counts()).items() if v}
+            first.stop()
+            await asyncio.wait_for(worker, 30)
+
+    asyncio.run(main())

@@ -39,6 +39,10 @@ logger = logging.getLogger("sendchannel.outbox")
 #: The longest a worker waits for a throttle permit with an item in hand; a later permit puts it back.
 SHORT_WAIT = 1.0
 
+#: How often a worker told to stop once the outbox is empty looks again while only other workers' items are
+#: leased: their outcome (a retry, a credential given back) decides whether anything is left for it.
+EMPTY_POLL = 0.2
+
 # How deep to look through wrapping layers (Retrying, Throttler, ...) for a throttler's next_permit.
 _LAYERS = 8
 
@@ -222,6 +226,8 @@ class Worker:
                 due, leased, next_due = await store.pending(now)
                 if self._until_empty and not self._tasks and due == 0 and leased == 0:
                     return
+                if self._until_empty and leased and not self._tasks:
+                    timeout = min(timeout, EMPTY_POLL)
                 if next_due is not None:
                     timeout = min(timeout, max(0.0, next_due - now))
                 if due and not self._tasks:
