@@ -8,7 +8,9 @@ about 1 KB go:
 
 * through ``send_all`` over one SmtpChannel (pool of 8, concurrency 8) in this process: the baseline;
 * through an Outbox on SQLite and on PostgreSQL: ``put_many`` first (timed apart), then 4 worker processes
-  (``Outbox.run(concurrency=8, until_empty=True)``, each with its own SmtpChannel, pool of 8) drain it.
+  (``Outbox.run(concurrency=32, until_empty=True)``, each with its own SmtpChannel, pool of 8) drain it.
+  The clock starts when every worker has started, imported and connected (as send_all's leaves out making
+  its channel and messages) and stops when the last one returns.
 
 For each outbox it prints messages per second, the ratio to send_all, and what the database cost per
 message: statements and transactions (commits) counted in the workers, and for PostgreSQL the server's own
@@ -121,6 +123,11 @@ async def _work(database: str, port: int, sends: int | None) -> dict[str, float]
     counting = _Counting(outbox.store.database)  # type: ignore[attr-defined]
     outbox.store.database = counting  # type: ignore[attr-defined]
     sent = 0
+    # Started, imported and set up: wait for the word to go, so that the timing (as send_all's) leaves out
+    # the interpreter's start and the imports, and the workers start together.
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
     def progress(outcome: str) -> None:
         nonlocal sent
@@ -148,6 +155,7 @@ def worker_main(database: str, port: int, sends: int | None) -> None:
 def start_worker(database: str, port: int, sends: int | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", database, str(port), str(sends or 0)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -194,8 +202,15 @@ async def _pg_commits(database: str) -> int:
 def bench_outbox(label: str, database: str, port: int, count: int, workers: int) -> dict[str, float]:
     put_rate = asyncio.run(_fill(database, count))
     commits_before = asyncio.run(_pg_commits(database)) if database.startswith("postgresql") else None
-    started = time.perf_counter()
     processes = [start_worker(database, port) for _ in range(workers)]
+    for process in processes:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready", "a worker did not start"
+    started = time.perf_counter()
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     reports = []
     for process in processes:
         out, _ = process.communicate(timeout=3600)
@@ -221,7 +236,7 @@ def bench_rss(database: str, port: int, queued: int, sends: int) -> float:
     """Peak RSS (MiB) of one worker that sends ``sends`` messages from an outbox of ``queued`` items."""
     asyncio.run(_fill(database, queued))
     process = start_worker(database, port, sends)
-    out, _ = process.communicate(timeout=3600)
+    out, _ = process.communicate("go\n", timeout=3600)
     assert process.returncode == 0
     report = json.loads(out.strip().splitlines()[-1])
     return float(report["max_rss_kib"]) / 1024
