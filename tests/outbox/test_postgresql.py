@@ -110,3 +110,26 @@ def test_put_on_a_blocking_connection_joins_its_transaction(postgresql_url: str)
             assert "sent" == (await outbox.get(kept.id)).status
 
     asyncio.run(main())
+
+
+def test_a_large_put_brings_the_planners_statistics_up_to_date(postgresql_url: str) -> None:
+    """put_many of ANALYZE_AFTER items or more into a table it outgrows runs ANALYZE (so a claim reads the
+    first rows of its index instead of sorting every due item); a small put does not."""
+    from sendchannel._outbox._postgres import ANALYZE_AFTER
+    from sendchannel._outbox._sql import TABLE
+
+    async def rows_the_planner_knows() -> float:
+        async with await psycopg.AsyncConnection.connect(postgresql_url, autocommit=True) as connection:
+            cursor = await connection.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [TABLE])
+            row = await cursor.fetchone()
+            assert row is not None
+            return float(row[0])
+
+    async def main() -> None:
+        async with Outbox(postgresql_url, channel=CountingChannel()) as outbox:
+            await outbox.put_many([message(index) for index in range(10)])
+            assert await rows_the_planner_knows() <= 0  # -1: never analysed (10 rows are not worth it)
+            await outbox.put_many([message(index) for index in range(ANALYZE_AFTER)])
+            assert ANALYZE_AFTER + 10 == await rows_the_planner_knows()
+
+    asyncio.run(main())

@@ -178,16 +178,18 @@ class SqlOutboxStore:
         if connection is not None:
             return await self._insert_on(connection, statements)
 
-        async def body(tx: Transaction) -> list[int]:
+        async def body(tx: Transaction) -> tuple[list[int], bool]:
             ids: list[int] = []
             for sql, params in statements:
                 rows = await tx.execute(sql, params)
                 ids += sorted(int(row[0]) for row in rows)
             await self._notify(tx)
-            return ids
+            return ids, await self._statistics_stale(tx, len(ids))
 
-        ids = await self._run(body)
+        ids, stale = await self._run(body)
         self._arrived.set()
+        if stale:
+            await self._analyze()
         return ids
 
     async def _insert_on(self, connection: Any, statements: list[tuple[str, list[object]]]) -> list[int]:
@@ -200,6 +202,13 @@ class SqlOutboxStore:
 
     async def _notify(self, tx: Transaction) -> None:
         """Tell the other workers that items arrived (PostgreSQL: NOTIFY, delivered at commit)."""
+
+    async def _statistics_stale(self, tx: Transaction, inserted: int) -> bool:
+        """Whether ``inserted`` new rows leave the query planner's statistics of the table out of date."""
+        return False
+
+    async def _analyze(self) -> None:
+        """Bring the planner's statistics up to date."""
 
     # -- working --------------------------------------------------------------------------------------------
 
