@@ -23,6 +23,7 @@ from sendchannel import (
     pipeline,
 )
 from sendchannel._outbox._codec import encode_message
+from sendchannel._outbox._store import Marking
 from sendchannel.testing import FakeChannel
 from tests.outbox.helpers import CountingChannel, at, message
 
@@ -249,9 +250,8 @@ def test_a_dead_workers_sending_item_becomes_unknown_when_its_lease_ends(databas
             store = outbox.store
             now = time.time()
             (claimed,) = await store.claim("dead", 1, now=now, lease_until=now + 0.3, exclude=())
-            assert await store.mark_sending(
-                claimed.id, "dead", now=now, lease_until=now + 0.3, idempotent=False, credential=None
-            )
+            marks = [Marking(claimed.id, idempotent=False, credential=None)]
+            assert {claimed.id} == await store.record("dead", marks, [], now=now, lease_until=now + 0.3)
             await _run(outbox)
             done = await outbox.get(item.id)
             assert ("unknown", 1) == (done.status, done.attempts)
@@ -271,9 +271,8 @@ def test_a_dead_workers_item_through_an_idempotent_channel_is_sent_again(databas
             store = outbox.store
             now = time.time()
             (claimed,) = await store.claim("dead", 1, now=now, lease_until=now + 0.3, exclude=())
-            assert await store.mark_sending(
-                claimed.id, "dead", now=now, lease_until=now + 0.3, idempotent=True, credential=None
-            )
+            marks = [Marking(claimed.id, idempotent=True, credential=None)]
+            assert {claimed.id} == await store.record("dead", marks, [], now=now, lease_until=now + 0.3)
             await _run(outbox)
             done = await outbox.get(item.id)
             assert ("sent", 2) == (done.status, done.attempts)

@@ -121,90 +121,50 @@ class MemoryOutboxStore:
             )
         return claimed
 
-    async def mark_sending(
+    async def record(
         self,
-        item_id: int,
         worker: str,
+        marks: Sequence[Marking],
+        settlements: Sequence[Settlement],
         *,
         now: float,
         lease_until: float,
-        idempotent: bool,
-        credential: str | None,
-    ) -> bool:
-        row = self._rows.get(item_id)
-        if row is None or row.status != "queued" or row.claimed_by != worker:
-            return False
-        row.status = "sending"
-        row.attempts += 1
-        if row.first_attempt_at is None:
-            row.first_attempt_at = now
-        row.lease_until = lease_until
-        row.idempotent = idempotent
-        row.credential = credential
-        return True
-
-    async def mark_sending_many(
-        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
     ) -> set[int]:
         marked = set()
-        for item in items:
-            if await self.mark_sending(
-                item.id,
-                worker,
-                now=now,
-                lease_until=lease_until,
-                idempotent=item.idempotent,
-                credential=item.credential,
-            ):
-                marked.add(item.id)
+        for mark in marks:
+            row = self._rows.get(mark.id)
+            if row is None or row.status != "queued" or row.claimed_by != worker:
+                continue
+            row.status = "sending"
+            row.attempts += 1
+            if row.first_attempt_at is None:
+                row.first_attempt_at = now
+            row.lease_until = lease_until
+            row.idempotent = mark.idempotent
+            row.credential = mark.credential
+            marked.add(mark.id)
+        for one in settlements:
+            self._settle(worker, one, now)
         return marked
 
-    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
-        for one in settlements:
-            await self.settle(
-                one.id,
-                worker,
-                status=one.status,
-                now=now,
-                attempts=one.attempts,
-                error=one.error,
-                result=one.result,
-                next_attempt_at=one.next_attempt_at,
-                credential=one.credential,
-            )
-
-    async def settle(
-        self,
-        item_id: int,
-        worker: str,
-        *,
-        status: Status,
-        now: float,
-        attempts: int,
-        error: str | None = None,
-        result: str | None = None,
-        next_attempt_at: float | None = None,
-        credential: str | None = None,
-    ) -> bool:
-        row = self._rows.get(item_id)
+    def _settle(self, worker: str, one: Settlement, now: float) -> None:
+        row = self._rows.get(one.id)
         if row is None or row.claimed_by != worker or row.status in FINISHED:
-            return False
-        row.status = status
-        row.attempts = attempts
-        row.error = error
-        row.result = result
-        if credential is not None:
-            row.credential = credential
-        if status == "queued":
+            return
+        row.status = one.status
+        row.attempts = one.attempts
+        row.error = one.error
+        row.result = one.result
+        row.lease_until = None
+        if one.credential is not None:
+            row.credential = one.credential
+        if one.status == "queued":
             row.claimed_by = None
-            row.lease_until = None
-            if next_attempt_at is not None:
-                row.next_attempt_at = next_attempt_at
+            if one.next_attempt_at is not None:
+                row.next_attempt_at = one.next_attempt_at
             self._wake()
         else:
             row.finished_at = now
-            row.lease_until = None
-        return True
 
     async def release(
         self, item_id: int, worker: str, *, next_attempt_at: float | None, credential: str | None

@@ -4,9 +4,9 @@ Claims are safe across processes and hosts: on PostgreSQL the claim picks its ro
 ``FOR UPDATE SKIP LOCKED`` (workers never wait for each other's rows, nor take the same one); on SQLite
 every write transaction holds the file's write lock (``BEGIN IMMEDIATE``), so one claim runs at a time and
 no two workers lease one item. Every step is one short transaction, one round trip to PostgreSQL (a
-single statement in autocommit, or a pipelined batch), so the cost of a message is a fraction of three:
-claim (shared by the items claimed together), mark sending and settle (each shared by the items the worker
-marks or settles while the previous batch is being written).
+single statement in autocommit, or a pipelined batch), so the cost of a message is a fraction of two:
+claim (shared by the items claimed together) and record (the marks and outcomes a worker makes while its
+previous record is being written, together).
 """
 
 from __future__ import annotations
@@ -87,6 +87,8 @@ _UNKNOWN_ERROR = (
     "may not have the message, so it is not sent again."
 )
 _RESENT_NOTE = "The worker sending it stopped before recording the outcome; sent again (idempotent)."
+
+_FINISHED = ", ".join(f"'{name}'" for name in FINISHED)
 
 # Rows a page of items() reads, and rows one INSERT statement carries.
 _PAGE = 500
@@ -240,99 +242,63 @@ class SqlOutboxStore:
             for row in rows
         ]
 
-    async def mark_sending(
+    async def record(
         self,
-        item_id: int,
         worker: str,
+        marks: Sequence[Marking],
+        settlements: Sequence[Settlement],
         *,
         now: float,
         lease_until: float,
-        idempotent: bool,
-        credential: str | None,
-    ) -> bool:
-        marked = await self.mark_sending_many(
-            worker, [Marking(item_id, idempotent, credential)], now=now, lease_until=lease_until
-        )
-        return item_id in marked
-
-    async def mark_sending_many(
-        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
     ) -> set[int]:
-        groups: dict[tuple[bool, str | None], list[int]] = {}
-        for item in items:
-            groups.setdefault((item.idempotent, item.credential), []).append(item.id)
+        statements = self._mark_statements(worker, marks, now, lease_until)
+        marking = len(statements)
+        finished = [one for one in settlements if one.status != "queued"]
+        for start in range(0, len(finished), _INSERT_CHUNK):
+            statements.append(self._finish_statement(worker, finished[start : start + _INSERT_CHUNK], now))
+        statements += [self._requeue_statement(worker, one) for one in settlements if one.status == "queued"]
+        if not statements:
+            return set()
+        # One transaction: one round trip to PostgreSQL (a pipeline), one trip to SQLite's thread.
+        results = await self._batch(statements)
+        return {int(row[0]) for rows in results[:marking] for row in rows}
 
+    @staticmethod
+    def _mark_statements(
+        worker: str, marks: Sequence[Marking], now: float, lease_until: float
+    ) -> list[tuple[str, Sequence[object]]]:
+        """One UPDATE a channel (usually one in all) that marks its items sending."""
+        groups: dict[tuple[bool, str | None], list[int]] = {}
+        for mark in marks:
+            groups.setdefault((mark.idempotent, mark.credential), []).append(mark.id)
         statements: list[tuple[str, Sequence[object]]] = []
         for (idempotent, credential), ids in groups.items():
-            marks = ", ".join("?" for _ in ids)
+            places = ", ".join("?" for _ in ids)
             statements.append(
                 (
                     f"UPDATE {TABLE} SET status = 'sending', attempts = attempts + 1, "  # noqa: S608
                     "first_attempt_at = COALESCE(first_attempt_at, ?), lease_until = ?, idempotent = ?, "
-                    f"credential = ? WHERE claimed_by = ? AND status = 'queued' AND id IN ({marks}) "
+                    f"credential = ? WHERE claimed_by = ? AND status = 'queued' AND id IN ({places}) "
                     "RETURNING id",
                     [now, lease_until, int(idempotent), credential, worker, *ids],
                 )
             )
-        # One transaction, one round trip (one statement a channel; usually one in all).
-        return {int(row[0]) for rows in await self._batch(statements) for row in rows}
-
-    async def settle(
-        self,
-        item_id: int,
-        worker: str,
-        *,
-        status: Status,
-        now: float,
-        attempts: int,
-        error: str | None = None,
-        result: str | None = None,
-        next_attempt_at: float | None = None,
-        credential: str | None = None,
-    ) -> bool:
-        rows = await self._execute(
-            *self._settle_statement(
-                worker, Settlement(item_id, status, attempts, error, result, next_attempt_at, credential), now
-            )
-        )
-        return bool(rows)
+        return statements
 
     @staticmethod
-    def _settle_statement(worker: str, one: Settlement, now: float) -> tuple[str, list[object]]:
-        finished = ", ".join(f"'{name}'" for name in FINISHED)
-        if one.status == "queued":
-            return (
-                f"UPDATE {TABLE} SET status = 'queued', attempts = ?, error = ?, "  # noqa: S608
-                "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential), "
-                "claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? "
-                f"AND status NOT IN ({finished}) RETURNING id",
-                [one.attempts, one.error, one.next_attempt_at, one.credential, one.id, worker],
-            )
+    def _requeue_statement(worker: str, one: Settlement) -> tuple[str, list[object]]:
+        """Back to the queue (a retry, a spent budget), with the attempt counted and the error kept."""
         return (
-            f"UPDATE {TABLE} SET status = ?, attempts = ?, error = ?, result = ?, "  # noqa: S608
-            "credential = COALESCE(?, credential), finished_at = ?, lease_until = NULL "
-            f"WHERE id = ? AND claimed_by = ? AND status NOT IN ({finished}) RETURNING id",
-            [one.status, one.attempts, one.error, one.result, one.credential, now, one.id, worker],
+            f"UPDATE {TABLE} SET status = 'queued', attempts = ?, error = ?, "  # noqa: S608 - fixed names
+            "next_attempt_at = COALESCE(?, next_attempt_at), credential = COALESCE(?, credential), "
+            "claimed_by = NULL, lease_until = NULL WHERE id = ? AND claimed_by = ? "
+            f"AND status NOT IN ({_FINISHED})",
+            [one.attempts, one.error, one.next_attempt_at, one.credential, one.id, worker],
         )
-
-    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
-        # One transaction, one round trip on PostgreSQL (a pipeline), one trip to SQLite's thread.
-        if not settlements:
-            return
-        statements: list[tuple[str, Sequence[object]]] = []
-        finished = [one for one in settlements if one.status != "queued"]
-        for start in range(0, len(finished), _INSERT_CHUNK):
-            statements.append(self._finish_statement(worker, finished[start : start + _INSERT_CHUNK], now))
-        for one in settlements:
-            if one.status == "queued":
-                sql, params = self._settle_statement(worker, one, now)
-                statements.append((sql.removesuffix(" RETURNING id"), params))
-        await self._batch(statements)
 
     @staticmethod
     def _finish_statement(worker: str, rows: Sequence[Settlement], now: float) -> tuple[str, list[object]]:
         """One UPDATE that finishes many items (sent, failed, unknown), each with its own values."""
-        finished = ", ".join(f"'{name}'" for name in FINISHED)
         values = ", ".join(
             "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), "
             "CAST(? AS TEXT))"
@@ -346,7 +312,7 @@ class SqlOutboxStore:
             f"UPDATE {TABLE} SET status = v.status, attempts = v.attempts, error = v.error, "
             f"result = v.result, credential = COALESCE(v.credential, {TABLE}.credential), finished_at = ?, "
             f"lease_until = NULL FROM v WHERE {TABLE}.id = v.id AND {TABLE}.claimed_by = ? "
-            f"AND {TABLE}.status NOT IN ({finished})",
+            f"AND {TABLE}.status NOT IN ({_FINISHED})",
             [*params, now, worker],
         )
 
@@ -454,13 +420,11 @@ class SqlOutboxStore:
         return bool(rows)
 
     async def purge(self, before: float) -> int:
-        finished = ", ".join(f"'{name}'" for name in FINISHED)
-
         async def body(tx: Transaction) -> int:
             # The count, not the ids: a purge may remove millions of rows.
             await tx.execute(
                 f"DELETE FROM {TABLE} WHERE finished_at IS NOT NULL AND finished_at < ? "  # noqa: S608
-                f"AND status IN ({finished})",
+                f"AND status IN ({_FINISHED})",
                 [before],
             )
             return max(0, tx.rowcount)

@@ -5,10 +5,11 @@ An item's life in the store, and the one rule each step keeps:
 - ``insert``: queued, committed before ``put`` returns.
 - ``claim``: a worker leases due items (``claimed_by``, ``lease_until``); they stay ``queued``, so a worker
   that dies before handing them over leaves them to be claimed again once the lease ends.
-- ``mark_sending``: committed just before the provider gets the message, and only if the worker still
-  holds the item (nobody cancelled it or took it over); counts the attempt.
-- ``settle``: the outcome (sent, failed, unknown) or back to the queue (a transient error, a spent budget),
-  only by the worker that holds the item.
+- ``record``, a mark: ``sending``, committed just before the provider gets the message, and only if the
+  worker still holds the item (nobody cancelled it or took it over); counts the attempt.
+- ``record``, a settlement: the outcome (sent, failed, unknown) or back to the queue (a transient error, a
+  spent budget), only by the worker that holds the item. A worker's marks and settlements made while its
+  previous ``record`` was being written go together in the next one: one transaction.
 - ``expire``: items left ``sending`` by a worker whose lease ended become ``unknown``, or, if they went
   through an idempotent channel, back to the queue (the provider recognises the repeat).
 
@@ -108,43 +109,19 @@ class OutboxStore(Protocol):
         """Lease up to ``limit`` due items (priority first, then oldest), skipping items of ``exclude``."""
         ...
 
-    async def mark_sending(
+    async def record(
         self,
-        item_id: int,
         worker: str,
+        marks: Sequence[Marking],
+        settlements: Sequence[Settlement],
         *,
         now: float,
         lease_until: float,
-        idempotent: bool,
-        credential: str | None,
-    ) -> bool:
-        """Mark the item sending (attempts + 1), if ``worker`` still holds it; True if it did."""
-        ...
-
-    async def mark_sending_many(
-        self, worker: str, items: Sequence[Marking], *, now: float, lease_until: float
     ) -> set[int]:
-        """:meth:`mark_sending` for several items in one transaction; returns the ids marked."""
-        ...
-
-    async def settle_many(self, worker: str, settlements: Sequence[Settlement], *, now: float) -> None:
-        """:meth:`settle` for several items in one transaction."""
-        ...
-
-    async def settle(
-        self,
-        item_id: int,
-        worker: str,
-        *,
-        status: Status,
-        now: float,
-        attempts: int,
-        error: str | None = None,
-        result: str | None = None,
-        next_attempt_at: float | None = None,
-        credential: str | None = None,
-    ) -> bool:
-        """Record an outcome, or put the item back (``status="queued"`` at ``next_attempt_at``)."""
+        """In one transaction: mark the items of ``marks`` sending (attempts + 1, leased until
+        ``lease_until``) where ``worker`` still holds them, queued, and record ``settlements`` (an outcome,
+        or ``status="queued"`` back to the queue at ``next_attempt_at``) where ``worker`` holds them and
+        they are not finished. Returns the ids marked."""
         ...
 
     async def release(

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from sendchannel._channel import Channel
 from sendchannel._message import Message
 from sendchannel._outbox._codec import decode_message, describe_error, encode_result
+from sendchannel._outbox._item import Status
 from sendchannel._outbox._store import Claimed, Marking, OutboxStore, Settlement
+from sendchannel._result import SendResult
 from sendchannel._throttle._throttler import default_key
 from sendchannel.errors import (
     DeliveryUnknownError,
@@ -146,34 +148,43 @@ class Worker:
         lease = outbox.lease
         self._sweep_every = max(0.05, min(5.0, lease / 4))
         self._poll = float(getattr(store, "poll_interval", self._sweep_every))
-        self._marks: _Batcher[Marking, bool] = _Batcher(self._write_marks)
-        self._settlements: _Batcher[Settlement, None] = _Batcher(self._write_settlements)
+        self._records: _Batcher[Marking | Settlement, bool] = _Batcher(self._write_records)
 
-    async def _write_marks(self, marks: list[Marking]) -> list[bool]:
+    async def _write_records(self, requests: list[Marking | Settlement]) -> list[bool]:
+        """Marks and settlements together, in one transaction; True for each item marked or settled."""
+        marks = [one for one in requests if isinstance(one, Marking)]
+        settlements = [one for one in requests if isinstance(one, Settlement)]
         now = self._clock.now()
-        marked = await self._store.mark_sending_many(
-            self.id, marks, now=now, lease_until=now + self._outbox.lease
+        marked = await self._store.record(
+            self.id, marks, settlements, now=now, lease_until=now + self._outbox.lease
         )
-        return [mark.id in marked for mark in marks]
+        return [one.id in marked if isinstance(one, Marking) else True for one in requests]
 
-    async def _write_settlements(self, settlements: list[Settlement]) -> list[None]:
-        await self._store.settle_many(self.id, settlements, now=self._clock.now())
-        return [None] * len(settlements)
-
-    async def _settle(
+    async def _finish(
         self,
-        item_id: int,
+        item: Claimed,
+        status: Status,
         *,
-        status: Any,
         attempts: int,
-        error: str | None = None,
-        result: str | None = None,
+        credential: str | None,
+        error: BaseException | None = None,
+        result: SendResult | None = None,
         next_attempt_at: float | None = None,
-        credential: str | None = None,
+        report: str | None = None,
     ) -> None:
-        await self._settlements.submit(
-            Settlement(item_id, status, attempts, error, result, next_attempt_at, credential)
+        """Record an outcome (or the item's return to the queue), then say so to the progress callback."""
+        await self._records.submit(
+            Settlement(
+                item.id,
+                status,
+                attempts,
+                None if error is None else describe_error(error),
+                None if result is None else encode_result(result),
+                next_attempt_at,
+                credential,
+            )
         )
+        self._report(report or status)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -338,7 +349,7 @@ class Worker:
                     self._report("deferred")
                     return
             idempotent = is_idempotent(channel)
-            if not await self._marks.submit(Marking(item.id, idempotent, credential)):
+            if not await self._records.submit(Marking(item.id, idempotent, credential)):
                 return  # cancelled meanwhile, or the lease ran out and another worker has it
             attempts = item.attempts + 1
             now = clock.now()
@@ -353,36 +364,15 @@ class Worker:
                 if idempotent:
                     await self._retry_or_fail(item, credential, exc, attempts, first)
                 else:
-                    await self._settle(
-                        item.id,
-                        status="unknown",
-                        attempts=attempts,
-                        error=describe_error(exc),
-                        credential=credential,
-                    )
-                    self._report("unknown")
+                    await self._finish(item, "unknown", attempts=attempts, credential=credential, error=exc)
                 return
             except TransientError as exc:
                 await self._retry_or_fail(item, credential, exc, attempts, first)
                 return
             except Exception as exc:  # noqa: BLE001 - permanent errors, and anything else, fail the item
-                await self._settle(
-                    item.id,
-                    status="failed",
-                    attempts=attempts,
-                    error=describe_error(exc),
-                    credential=credential,
-                )
-                self._report("failed")
+                await self._finish(item, "failed", attempts=attempts, credential=credential, error=exc)
                 return
-            await self._settle(
-                item.id,
-                status="sent",
-                attempts=attempts,
-                result=encode_result(result),
-                credential=credential,
-            )
-            self._report("sent")
+            await self._finish(item, "sent", attempts=attempts, credential=credential, result=result)
         finally:
             self._in_flight[credential] -= 1
             if not self._in_flight[credential]:
@@ -400,30 +390,25 @@ class Worker:
             until = None
         if until is None:
             # A quota without a time it resets: nothing says when another attempt could work.
-            await self._settle(
-                item.id,
-                status="failed",
-                attempts=item.attempts if attempts is None else attempts,
-                error=describe_error(exc),
-                credential=credential,
-            )
-            self._report("failed")
+            spent = item.attempts if attempts is None else attempts
+            await self._finish(item, "failed", attempts=spent, credential=credential, error=exc)
             return
         until = max(until, now)
         if credential is not None:
             self._blocked[credential] = max(self._blocked.get(credential, 0.0), until)
         if attempts is None:
             await self._store.release(item.id, self.id, next_attempt_at=until, credential=credential)
+            self._report("deferred")
         else:
-            await self._settle(
-                item.id,
-                status="queued",
+            await self._finish(
+                item,
+                "queued",
                 attempts=attempts,
-                error=describe_error(exc),
-                next_attempt_at=until,
                 credential=credential,
+                error=exc,
+                next_attempt_at=until,
+                report="deferred",
             )
-        self._report("deferred")
 
     async def _retry_or_fail(
         self, item: Claimed, credential: str | None, exc: SendError, attempts: int, first: float
@@ -433,24 +418,17 @@ class Worker:
         wait = max(policy.backoff(attempts, exc.retry_after), exc.retry_after or 0.0)
         out_of_time = policy.max_elapsed is not None and now + wait - first > policy.max_elapsed
         if attempts >= policy.attempts or out_of_time:
-            await self._settle(
-                item.id,
-                status="failed",
-                attempts=attempts,
-                error=describe_error(exc),
-                credential=credential,
-            )
-            self._report("failed")
+            await self._finish(item, "failed", attempts=attempts, credential=credential, error=exc)
             return
-        await self._settle(
-            item.id,
-            status="queued",
+        await self._finish(
+            item,
+            "queued",
             attempts=attempts,
-            error=describe_error(exc),
-            next_attempt_at=now + wait,
             credential=credential,
+            error=exc,
+            next_attempt_at=now + wait,
+            report="retry",
         )
-        self._report("retry")
 
     async def _failed_before_sending(self, item: Claimed, exc: Exception) -> None:
         """Routing failed (no entry for the sender, a credential to reconnect, the directory's database):
@@ -460,11 +438,4 @@ class Worker:
             first = item.first_attempt_at if item.first_attempt_at is not None else now
             await self._retry_or_fail(item, item.credential, exc, item.attempts + 1, first)
             return
-        await self._settle(
-            item.id,
-            status="failed",
-            attempts=item.attempts,
-            error=describe_error(exc),
-            credential=item.credential,
-        )
-        self._report("failed")
+        await self._finish(item, "failed", attempts=item.attempts, credential=item.credential, error=exc)
