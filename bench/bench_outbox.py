@@ -76,10 +76,10 @@ class _Counting:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._database, name)
 
-    async def execute(self, sql: str, params: Any = ()) -> Any:
+    async def execute(self, sql: str, params: Any = (), *, write: bool = True) -> Any:
         self.statements += 1
         self.transactions += 1
-        return await self._database.execute(sql, params)
+        return await self._database.execute(sql, params, write=write)
 
     async def batch(self, statements: Any, *, write: bool = True) -> Any:
         self.statements += len(statements)

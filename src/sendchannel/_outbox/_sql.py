@@ -109,6 +109,17 @@ def _item(row: Sequence[Any]) -> OutboxItem:
     )
 
 
+def _one_statement(
+    statements: Sequence[tuple[str, Sequence[object]]], returning: int
+) -> tuple[str, list[object]]:
+    """PostgreSQL: ``statements`` (UPDATEs of distinct rows) as one statement, each a WITH clause; it returns
+    the ids that the first ``returning`` of them return."""
+    clauses = ", ".join(f"s{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
+    selects = " UNION ALL ".join(f"SELECT id FROM s{index}" for index in range(returning))  # noqa: S608
+    params = [param for _, values in statements for param in values]
+    return f"WITH {clauses} {selects or 'SELECT NULL WHERE FALSE'}", params
+
+
 def _not_in(column: str, values: Collection[str]) -> tuple[str, list[str]]:
     if not values:
         return "", []
@@ -259,7 +270,12 @@ class SqlOutboxStore:
         statements += [self._requeue_statement(worker, one) for one in settlements if one.status == "queued"]
         if not statements:
             return set()
-        # One transaction: one round trip to PostgreSQL (a pipeline), one trip to SQLite's thread.
+        if self.database.dialect == "postgresql":
+            # One statement of data-modifying WITH clauses: atomic, one round trip, and about a quarter of the
+            # client's CPU of a pipelined transaction (psycopg's pipeline costs ~450 us, a statement ~100).
+            rows = await self._execute(*_one_statement(statements, marking))
+            return {int(row[0]) for row in rows}
+        # One transaction, one trip to SQLite's thread.
         results = await self._batch(statements)
         return {int(row[0]) for rows in results[:marking] for row in rows}
 
@@ -344,31 +360,18 @@ class SqlOutboxStore:
         return await self._run(body)
 
     async def pending(self, now: float) -> tuple[int, int, float | None]:
-        due, leased, nxt = await asyncio.shield(
-            asyncio.ensure_future(
-                self.database.batch(
-                    [
-                        (
-                            f"SELECT 1 FROM {TABLE} WHERE status = 'queued' "  # noqa: S608 - fixed names
-                            "AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1",
-                            [now, now],
-                        ),
-                        (
-                            f"SELECT 1 FROM {TABLE} WHERE lease_until > ? "  # noqa: S608 - fixed names
-                            "AND status IN ('queued', 'sending') LIMIT 1",
-                            [now],
-                        ),
-                        (
-                            f"SELECT next_attempt_at FROM {TABLE} WHERE status = 'queued' "  # noqa: S608
-                            "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT 1",
-                            [now],
-                        ),
-                    ],
-                    write=False,
-                )
-            )
+        # One statement, one round trip: is anything due, is anything leased, when is the next one due.
+        sql = (
+            f"SELECT (SELECT 1 FROM {TABLE} WHERE status = 'queued' "  # noqa: S608 - fixed names
+            "AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?) LIMIT 1), "
+            f"(SELECT 1 FROM {TABLE} WHERE lease_until > ? AND status IN ('queued', 'sending') LIMIT 1), "
+            f"(SELECT next_attempt_at FROM {TABLE} WHERE status = 'queued' "
+            "AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT 1)"
         )
-        return len(due), len(leased), float(nxt[0][0]) if nxt else None
+        ((due, leased, nxt),) = await asyncio.shield(
+            asyncio.ensure_future(self.database.execute(sql, [now, now, now, now], write=False))
+        )
+        return int(due or 0), int(leased or 0), None if nxt is None else float(nxt)
 
     # -- where things stand ---------------------------------------------------------------------------------
 
