@@ -14,9 +14,10 @@ about 1 KB go:
 
 For each outbox it prints messages per second, the ratio to send_all, and what the database cost per
 message: statements and transactions (commits) counted in the workers, and for PostgreSQL the server's own
-count of commits (``pg_stat_database.xact_commit``). Then the peak RSS of one worker process that sends
-10,000 messages from an outbox holding ``--queued`` items (1,000,000 by default) beside one whose outbox
-holds 10,000: a worker's memory does not follow the queue's length.
+count of commits (``pg_stat_database.xact_commit``) and, for the private server, its CPU time. Then the
+peak RSS of one worker process that sends 10,000 messages from an outbox holding ``--queued`` items
+(1,000,000 by default) beside one whose outbox holds 10,000: a worker's memory does not follow the
+queue's length.
 
 PostgreSQL is a private server started for the run (``initdb``/``pg_ctl`` on 127.0.0.1, as the tests do),
 or the server of ``--postgresql URL``.
@@ -199,9 +200,22 @@ async def _pg_commits(database: str) -> int:
         return int(row[0])
 
 
-def bench_outbox(label: str, database: str, port: int, count: int, workers: int) -> dict[str, float]:
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds of a private PostgreSQL server: the postmaster and its children that ended (the workers'
+    backends end with their connections; autovacuum's count too)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_outbox(
+    label: str, database: str, port: int, count: int, workers: int, server_pid: int | None = None
+) -> dict[str, float]:
     put_rate = asyncio.run(_fill(database, count))
     commits_before = asyncio.run(_pg_commits(database)) if database.startswith("postgresql") else None
+    cpu_before = _server_cpu(server_pid)
     processes = [start_worker(database, port) for _ in range(workers)]
     for process in processes:
         assert process.stdout is not None
@@ -226,6 +240,8 @@ def bench_outbox(label: str, database: str, port: int, count: int, workers: int)
         "transactions": sum(r["transactions"] for r in reports) / count,
         "cpu_us": sum(r["cpu"] for r in reports) / count * 1e6,
     }
+    if server_pid is not None:
+        result["server_cpu_us"] = (_server_cpu(server_pid) - cpu_before) / count * 1e6
     if commits_before is not None:
         # Minus this query's own transaction.
         result["server_commits"] = (asyncio.run(_pg_commits(database)) - commits_before - 1) / count
@@ -245,12 +261,12 @@ def bench_rss(database: str, port: int, queued: int, sends: int) -> float:
 @contextlib.contextmanager
 def postgresql(url: str | None) -> Iterator[Any]:
     if url is not None:
-        yield lambda: url
+        yield lambda: url, None
         return
     from tests.pg import PostgresServer
 
     with PostgresServer.start() as server:
-        yield server.new_database
+        yield server.new_database, server.pid
 
 
 def main() -> None:
@@ -273,14 +289,21 @@ def main() -> None:
         f"{args.workers} worker processes x concurrency {WORKER_CONCURRENCY} "
         f"(pools of {CONCURRENCY} connections)"
     )
-    with server as port, tempfile.TemporaryDirectory() as scratch, postgresql(args.postgresql) as new_pg:
+    with (
+        server as port,
+        tempfile.TemporaryDirectory() as scratch,
+        postgresql(args.postgresql) as (new_pg, pg_pid),
+    ):
         baseline = 0.0 if args.rss_only else bench_send_all(port, args.messages)
         if baseline:
             print(f"send_all, one process:   {baseline:8.0f} msg/s  (1.00x)")
         for kind in kinds if baseline else ():
             database = f"sqlite:///{scratch}/bench.db" if kind == "sqlite" else new_pg()
-            result = bench_outbox(kind, database, port, args.messages, args.workers)
+            pid = pg_pid if kind == "postgresql" else None
+            result = bench_outbox(kind, database, port, args.messages, args.workers, pid)
             extra = f", server commits {result['server_commits']:.2f}" if "server_commits" in result else ""
+            if "server_cpu_us" in result:
+                extra += f", server CPU {result['server_cpu_us']:.0f} us"
             print(
                 f"Outbox on {kind:10s}:   {result['rate']:8.0f} msg/s  ({result['rate'] / baseline:.2f}x)  "
                 f"put_many {result['put_rate']:,.0f} msg/s; per message: "
