@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from sendchannel import Outbox
 from sendchannel._outbox._store import Marking, Settlement
 from sendchannel.testing import FakeChannel
@@ -63,5 +65,27 @@ def test_record_marks_and_settles_many_items_at_once_and_only_those_the_worker_h
             assert 2 == await store.expire(lease + 1)  # both leases ended: a (idempotent) back to the queue
             assert "queued" == (await outbox.get(a)).status
             assert "unknown" == (await outbox.get(b)).status
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_record_with_more_parameters_than_one_postgresql_statement_takes(database: str) -> None:
+    """Outcomes of 11,000 items at once (66,000 parameters; PostgreSQL takes 65,535 a statement), as a worker
+    with a concurrency in the thousands writes them, are recorded all the same."""
+
+    async def main() -> None:
+        count = 11_000
+        async with Outbox(database, channel=FakeChannel()) as outbox:
+            store = outbox.store
+            ids = [item.id for item in await outbox.put_many([message(index) for index in range(count)])]
+            now = time.time()
+            lease = now + 60
+            assert count == len(await store.claim("w1", count, now=now, lease_until=lease, exclude=()))
+            marks = [Marking(i, False, None) for i in ids]
+            assert set(ids) == await store.record("w1", marks, [], now=now, lease_until=lease)
+            settlements = [Settlement(i, "sent", 1, result=None) for i in ids]
+            assert set() == await store.record("w1", [], settlements, now=now, lease_until=lease)
+            assert {"sent": count} == {k: v for k, v in (await outbox.counts()).items() if v}
 
     asyncio.run(main())

@@ -109,6 +109,14 @@ def _item(row: Sequence[Any]) -> OutboxItem:
     )
 
 
+# PostgreSQL takes at most 65,535 parameters a statement; a record() with more goes as a pipeline.
+_MAX_PARAMETERS = 30_000
+
+
+def _parameters(statements: Sequence[tuple[str, Sequence[object]]]) -> int:
+    return sum(len(params) for _, params in statements)
+
+
 def _one_statement(
     statements: Sequence[tuple[str, Sequence[object]]], returning: int
 ) -> tuple[str, list[object]]:
@@ -270,12 +278,13 @@ class SqlOutboxStore:
         statements += [self._requeue_statement(worker, one) for one in settlements if one.status == "queued"]
         if not statements:
             return set()
-        if self.database.dialect == "postgresql":
+        if self.database.dialect == "postgresql" and _parameters(statements) <= _MAX_PARAMETERS:
             # One statement of data-modifying WITH clauses: atomic, one round trip, and about a quarter of the
             # client's CPU of a pipelined transaction (psycopg's pipeline costs ~450 us, a statement ~100).
             rows = await self._execute(*_one_statement(statements, marking))
             return {int(row[0]) for row in rows}
-        # One transaction, one trip to SQLite's thread.
+        # One transaction: one trip to SQLite's thread; on PostgreSQL, for a batch too large for one
+        # statement's parameters (a worker with a concurrency of thousands), a pipeline.
         results = await self._batch(statements)
         return {int(row[0]) for rows in results[:marking] for row in rows}
 
