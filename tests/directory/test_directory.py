@@ -289,6 +289,17 @@ async def test_disconnect_removes_the_entry_and_closes_its_channel(make_director
 # -- channel_for (the outbox's entry point) -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("bad", ["60", True, -1, float("nan")])
+async def test_channel_for_refuses_a_max_wait_the_constructor_refuses(
+    make_directory: MakeDirectory, bad: object
+) -> None:
+    """channel_for(max_wait=) is checked as the directory's own max_wait is: "60" is not 60 seconds."""
+    directory = await make_directory()
+    await directory.connect("sales", "dirtest://team?domains=contoso.com", shared=True)
+    with pytest.raises(ConfigurationError, match="max_wait must be a number of seconds"):
+        await directory.channel_for(message("bob@contoso.com"), max_wait=bad)  # type: ignore[arg-type]
+
+
 async def test_channel_for_with_no_wait_raises_at_once_when_the_budget_is_spent(
     make_directory: MakeDirectory,
 ) -> None:

@@ -469,10 +469,11 @@ class ChannelDirectory(Closing):
 
         Raises:
             SenderNotAllowedError: No entry fits the sender.
-            ConfigurationError: An entry's stored secrets cannot be decrypted with the keys given.
+            ConfigurationError: ``max_wait`` is not a number of seconds (0 or more), or an entry's stored
+                secrets cannot be decrypted with the keys given.
         """
+        wait = self.max_wait if max_wait is None else check_max_wait(max_wait)
         await self._current()
-        wait = self.max_wait if max_wait is None else float(max_wait)
         ids = self._candidates(message.sender, owner)
         if not self.failover or len(ids) == 1:
             return self._runtime(ids[0]).guard(wait, retry)
