@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sendchannel._channel import Channel
+from sendchannel._channel import Channel, is_idempotent
 from sendchannel._message import Message
 from sendchannel._outbox._codec import decode_message, describe_error, encode_result
 from sendchannel._outbox._item import Status
@@ -34,7 +34,7 @@ from sendchannel.errors import (
 if TYPE_CHECKING:
     from sendchannel._outbox._outbox import Outbox
 
-__all__ = ["SHORT_WAIT", "Worker", "is_idempotent"]
+__all__ = ["SHORT_WAIT", "Worker"]
 
 logger = logging.getLogger("sendchannel.outbox")
 
@@ -103,21 +103,6 @@ class _Batcher(Generic[R, T]):
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-
-
-def is_idempotent(channel: Channel) -> bool:
-    """Whether the channel (or the first layer under it that says) recognises a repeated send."""
-    layer: Any = channel
-    for _ in range(_LAYERS):
-        if layer is None:
-            return False
-        for klass in type(layer).__mro__:
-            if "idempotent" in vars(klass):
-                return bool(layer.idempotent)
-        if "idempotent" in getattr(layer, "__dict__", {}):
-            return bool(layer.idempotent)
-        layer = getattr(layer, "channel", None)
-    return False
 
 
 class Worker:
