@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from sendchannel._outbox._item import STATUSES, from_timestamp
 from sendchannel._outbox._outbox import Outbox
 from sendchannel._outbox._store import Summary
+from sendchannel._outbox._worker import SHORT_WAIT
 
 __all__ = ["add_parsers", "run_outbox", "run_worker"]
 
@@ -103,36 +104,17 @@ class _Progress:
 
 
 def _channel(args: argparse.Namespace) -> Any:
+    from sendchannel._cli import _build_channel
     from sendchannel._pipeline import pipeline
 
-    try:
-        from sendchannel._cli import _build_channel
-
-        channel = _build_channel(argparse.Namespace(url=args.channel, ca_file=None, timeout=None))
-    except ImportError:  # pragma: no cover - the command line keeps that helper
-        from sendchannel._registry import channel_from_url
-
-        channel = channel_from_url(args.channel)
+    channel = _build_channel(argparse.Namespace(url=args.channel, ca_file=None, timeout=None))
     store = None
     if args.store:
         from sendchannel._cli import _open_store
 
         store = _open_store(args.store)
     # The outbox retries and defers itself: no retry layer, and a short wait for permits.
-    return pipeline(channel, store=store, max_wait=1.0, retry=None)
-
-
-def _directory(database: str) -> Any:
-    import sendchannel
-    from sendchannel.errors import ConfigurationError
-
-    try:
-        directory_class = sendchannel.ChannelDirectory
-    except AttributeError:
-        raise ConfigurationError(
-            "This sendchannel has no ChannelDirectory; pass --channel URL to send through one channel"
-        ) from None
-    return directory_class(database)
+    return pipeline(channel, store=store, max_wait=SHORT_WAIT, retry=None)
 
 
 def run_worker(args: argparse.Namespace, out: Any) -> int:
@@ -152,7 +134,9 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
     if args.channel:
         channel = _channel(args)
     else:
-        directory = _directory(args.database)
+        from sendchannel._directory import ChannelDirectory
+
+        directory = ChannelDirectory(args.database)
     progress = _Progress(out.stdout)
     outbox = Outbox(args.database, channel=channel, directory=directory)
     loop = asyncio.get_running_loop()
@@ -173,9 +157,10 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
     out.line(f"sendchannel worker on {outbox.store.where}: concurrency {args.concurrency}")
     ticker = asyncio.create_task(progress.tick())
     try:
-        if directory is not None:
-            await directory.__aenter__()
-        async with outbox:
+        async with contextlib.AsyncExitStack() as stack:
+            if directory is not None:
+                await stack.enter_async_context(directory)
+            await stack.enter_async_context(outbox)
             worker = asyncio.create_task(
                 outbox.run(concurrency=args.concurrency, until_empty=args.until_empty, progress=progress)
             )
@@ -185,8 +170,6 @@ async def _work(args: argparse.Namespace, out: Any) -> int:
         ticker.cancel()
         if channel is not None:
             await channel.aclose()
-        elif directory is not None and hasattr(directory, "aclose"):
-            await directory.aclose()
     progress.show(final=True)
     return 0
 

@@ -9,7 +9,7 @@ import attrs
 
 from sendchannel._result import SendResult
 
-__all__ = ["FINISHED", "STATUSES", "OutboxItem", "Status", "from_timestamp", "to_timestamp"]
+__all__ = ["FINISHED", "STATUSES", "OutboxItem", "Status", "from_timestamp"]
 
 Status = Literal["queued", "sending", "sent", "failed", "unknown", "cancelled"]
 
@@ -59,8 +59,3 @@ class OutboxItem:
 def from_timestamp(seconds: float) -> datetime.datetime:
     """A UTC datetime for seconds since the epoch."""
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-
-
-def to_timestamp(moment: datetime.datetime) -> float:
-    """Seconds since the epoch for an aware datetime."""
-    return moment.timestamp()

@@ -11,7 +11,15 @@ import attrs
 
 from sendchannel._outbox._codec import decode_result
 from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timestamp
-from sendchannel._outbox._store import Claimed, Marking, NewItem, Settlement, Summary
+from sendchannel._outbox._store import (
+    RESENT_NOTE,
+    UNKNOWN_ERROR,
+    Claimed,
+    Marking,
+    NewItem,
+    Settlement,
+    Summary,
+)
 
 __all__ = ["MemoryOutboxStore"]
 
@@ -272,11 +280,8 @@ def settle_expired(row: _Row, now: float) -> None:
     row.lease_until = None
     if row.idempotent:
         row.status = "queued"
-        row.error = "The worker sending it stopped before recording the outcome; sent again (idempotent)."
+        row.error = RESENT_NOTE
     else:
         row.status = "unknown"
         row.finished_at = now
-        row.error = (
-            "DeliveryUnknownError: the worker sending it stopped before recording the outcome; the "
-            "provider may or may not have the message, so it is not sent again."
-        )
+        row.error = UNKNOWN_ERROR

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import inspect
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -246,12 +245,7 @@ class Outbox:
         if self.channel is not None:
             check_message(self.channel, message)
             return
-        route = getattr(self.directory, "route", None)
-        if route is None:
-            return
-        entry = route(message.sender, owner=owner)
-        if inspect.isawaitable(entry):
-            await entry
+        self.directory.route(message.sender, owner=owner)
 
     # -- where things stand -------------------------------------------------------------------------------
 

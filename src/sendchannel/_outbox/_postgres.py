@@ -23,6 +23,7 @@ logger = logging.getLogger("sendchannel.outbox")
 
 #: The LISTEN/NOTIFY channel on which ``put`` wakes the workers.
 CHANNEL = "sendchannel_outbox"
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', '')"
 
 #: A ``put_many`` of at least this many items that adds more than a fifth of the table's rows brings the
 #: planner's statistics up to date at once. Autovacuum would, within a minute or so; meanwhile a claim
@@ -42,7 +43,7 @@ class PostgresOutboxStore(SqlOutboxStore):
         self._connection: Any = None
 
     async def _notify(self, tx: Transaction) -> None:
-        await tx.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+        await tx.execute(_NOTIFY)
 
     async def _statistics_stale(self, tx: Transaction, inserted: int) -> bool:
         if inserted < ANALYZE_AFTER:
@@ -69,7 +70,7 @@ class PostgresOutboxStore(SqlOutboxStore):
                 for sql, params in statements:
                     cursor.execute(_convert(sql), params)
                     ids += sorted(int(row[0]) for row in cursor.fetchall())
-                cursor.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+                cursor.execute(_NOTIFY)
             return ids
         if not isinstance(connection, psycopg.AsyncConnection):
             raise ConfigurationError(
@@ -81,7 +82,7 @@ class PostgresOutboxStore(SqlOutboxStore):
             for sql, params in statements:
                 await cursor.execute(_convert(sql), params)
                 ids += sorted(int(row[0]) for row in await cursor.fetchall())
-            await cursor.execute(f"SELECT pg_notify('{CHANNEL}', '')")
+            await cursor.execute(_NOTIFY)
         return ids
 
     async def wait_for_work(self) -> None:

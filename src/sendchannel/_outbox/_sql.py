@@ -12,13 +12,22 @@ previous record is being written, together).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from sendchannel._database import Database, Migration, Schema, Transaction, open_database
 from sendchannel._outbox._codec import decode_result
 from sendchannel._outbox._item import FINISHED, OutboxItem, Status, from_timestamp
-from sendchannel._outbox._store import Claimed, Marking, NewItem, Settlement, Summary
+from sendchannel._outbox._store import (
+    RESENT_NOTE,
+    UNKNOWN_ERROR,
+    Claimed,
+    Marking,
+    NewItem,
+    Settlement,
+    Summary,
+)
 
 __all__ = ["SCHEMA", "SqlOutboxStore", "TABLE"]
 
@@ -81,12 +90,6 @@ SCHEMA = Schema(
 )
 
 _ITEM_COLUMNS = "id, message_id, owner, status, attempts, send_at, next_attempt_at, error, result"
-
-_UNKNOWN_ERROR = (
-    "DeliveryUnknownError: the worker sending it stopped before recording the outcome; the provider may or "
-    "may not have the message, so it is not sent again."
-)
-_RESENT_NOTE = "The worker sending it stopped before recording the outcome; sent again (idempotent)."
 
 _FINISHED = ", ".join(f"'{name}'" for name in FINISHED)
 
@@ -192,8 +195,6 @@ class SqlOutboxStore:
         return statements
 
     async def insert(self, items: Sequence[NewItem], *, connection: Any = None) -> list[int]:
-        import time
-
         now = time.time()
         statements = self._insert_statements(items, now)
         if connection is not None:
@@ -360,7 +361,7 @@ class SqlOutboxStore:
                 "finished_at = CASE WHEN idempotent = 1 THEN NULL ELSE ? END, "
                 "claimed_by = NULL, lease_until = NULL "
                 "WHERE status = 'sending' AND lease_until IS NOT NULL AND lease_until <= ? RETURNING id",
-                [_RESENT_NOTE, _UNKNOWN_ERROR, now, now],
+                [RESENT_NOTE, UNKNOWN_ERROR, now, now],
             )
             if rows:
                 await self._notify(tx)
@@ -392,10 +393,8 @@ class SqlOutboxStore:
         return _item(rows[0]) if rows else None
 
     async def _read(self, sql: str, params: Sequence[object]) -> list[Any]:
-        async def body(tx: Transaction) -> list[Any]:
-            return await tx.execute(sql, params)
-
-        return await self._run(body, write=False)
+        # One statement alone: one round trip (autocommit on PostgreSQL), no writer waited for on SQLite.
+        return await asyncio.shield(asyncio.ensure_future(self.database.execute(sql, params, write=False)))
 
     async def counts(self) -> dict[str, int]:
         rows = await self._read(f"SELECT status, COUNT(*) FROM {TABLE} GROUP BY status", [])  # noqa: S608

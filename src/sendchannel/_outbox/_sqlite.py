@@ -13,5 +13,3 @@ class SqliteOutboxStore(SqlOutboxStore):
     Workers of other processes learn of new items by polling; items put through the same Outbox object
     wake its workers at once.
     """
-
-    poll_interval = 0.2

@@ -25,7 +25,25 @@ import attrs
 
 from sendchannel._outbox._item import OutboxItem, Status
 
-__all__ = ["Claimed", "Marking", "NewItem", "OutboxStore", "Settlement", "Summary"]
+__all__ = [
+    "RESENT_NOTE",
+    "UNKNOWN_ERROR",
+    "Claimed",
+    "Marking",
+    "NewItem",
+    "OutboxStore",
+    "Settlement",
+    "Summary",
+]
+
+
+#: The error of an item left ``sending`` by a worker whose lease ended (it becomes ``unknown``).
+UNKNOWN_ERROR = (
+    "DeliveryUnknownError: the worker sending it stopped before recording the outcome; the provider may or "
+    "may not have the message, so it is not sent again."
+)
+#: The note on such an item sent through an idempotent channel (it goes back to the queue).
+RESENT_NOTE = "The worker sending it stopped before recording the outcome; sent again (idempotent)."
 
 
 @attrs.frozen

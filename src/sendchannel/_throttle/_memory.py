@@ -24,12 +24,9 @@ import math
 from collections.abc import Callable
 
 from sendchannel._limits import Rate
-from sendchannel._throttle._store import Costs, Reservation
+from sendchannel._throttle._store import LOOK_ONLY, Costs, Reservation
 
 __all__ = ["MemoryStore"]
-
-# The max_wait that asks a store's reserve for the slot without taking it (every slot is >= now).
-_LOOK_ONLY = -1.0
 
 
 class _Window:
@@ -112,7 +109,7 @@ class MemoryStore:
     async def next_permit(self, key: str, costs: Costs, *, now: Callable[[], float]) -> Reservation:
         """When a send taking ``costs`` would get its slot; records nothing."""
         # A slot is never before now, so no slot is within a negative max_wait: nothing is recorded.
-        return self._reserve_at(key, costs, now(), _LOOK_ONLY)
+        return self._reserve_at(key, costs, now(), LOOK_ONLY)
 
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""

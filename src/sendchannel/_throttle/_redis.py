@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from sendchannel._limits import Rate
 from sendchannel._registry import redact_url
-from sendchannel._throttle._store import Costs, Reservation, window_name
+from sendchannel._throttle._store import LOOK_ONLY, Costs, Reservation, window_name
 from sendchannel.errors import ConfigurationError, ConnectionLostError, SendError
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ class RedisStore:
         """
         # The reservation script with a negative max_wait: every slot is at or after Redis's now, so the
         # script answers the slot and records nothing.
-        return await self.reserve(key, costs, now=now, max_wait=-1.0)
+        return await self.reserve(key, costs, now=now, max_wait=LOOK_ONLY)
 
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""

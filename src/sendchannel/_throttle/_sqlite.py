@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sendchannel._limits import Rate
-from sendchannel._throttle._store import Costs, Reservation, window_name
+from sendchannel._throttle._store import LOOK_ONLY, Costs, Reservation, window_name
 from sendchannel.errors import ConfigurationError, ConnectionLostError
 
 __all__ = ["SqliteStore"]
@@ -109,7 +109,7 @@ class SqliteStore:
             ConfigurationError: The database cannot be opened or written.
         """
         # Every slot is at or after now, so none is within a negative max_wait: reserve records nothing.
-        return await self._submit(self._reserve_sync, key, costs, now, -1.0, "")
+        return await self._submit(self._reserve_sync, key, costs, now, LOOK_ONLY, "")
 
     async def release(self, key: str, costs: Costs, token: str) -> None:
         """Forget a recorded send that never reached the provider."""

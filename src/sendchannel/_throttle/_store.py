@@ -21,7 +21,11 @@ import attrs
 
 from sendchannel._limits import Rate
 
-__all__ = ["Costs", "Reservation", "ThrottleStore", "window_name"]
+__all__ = ["LOOK_ONLY", "Costs", "Reservation", "ThrottleStore", "window_name"]
+
+#: The max_wait that asks a store's reserve for the slot without taking it (every slot is >= now): how the
+#: stores answer ``next_permit``.
+LOOK_ONLY = -1.0
 
 #: What one send takes: for each rate, the units it costs (1 for "messages", its recipients otherwise).
 Costs = Sequence[tuple[Rate, int]]
