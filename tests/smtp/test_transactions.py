@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from sendchannel import (
+    DeliveryUnknownError,
     Message,
     RecipientsRefusedError,
     SenderNotAllowedError,
@@ -22,7 +23,7 @@ from sendchannel import (
     TransientError,
 )
 from sendchannel.testing import FakeChannel
-from tests.smtp.servers import Action, Script, ScriptedServer
+from tests.smtp.servers import DROP, Action, Script, ScriptedServer
 
 TOO_MANY = "452 4.5.3 Error: too many recipients"
 
@@ -114,6 +115,21 @@ async def test_a_later_transaction_that_fails_does_not_undo_the_first_delivery()
         result = await channel.send(Message("app@example.com", addresses(3), text="hi\n"))
     assert ("r0@example.net", "r1@example.net") == result.accepted
     assert {"r2@example.net": "451 4.3.0 Error: queue file write error"} == dict(result.rejected)
+
+
+async def test_a_later_transaction_with_an_unknown_outcome_is_unknown_not_refused() -> None:
+    """The connection drops after the second transaction's DATA: those recipients may have the message, so
+    the send is DeliveryUnknownError (never resent blindly) naming who already has it, not a refusal."""
+    script = Script(rcpt=recipient_limit(2), message=["250 2.0.0 Ok: queued as FIRST", DROP])
+    async with (
+        ScriptedServer(script) as server,
+        SmtpChannel("127.0.0.1", server.port, tls="none") as channel,
+    ):
+        with pytest.raises(DeliveryUnknownError) as caught:
+            await channel.send(Message("app@example.com", addresses(3), text="hi\n"))
+    said = str(caught.value)
+    assert "r0@example.net, r1@example.net (queue id FIRST); do not send it to them again" in said
+    assert 2 == len(server.messages)
 
 
 async def test_too_many_recipients_with_nobody_accepted_is_still_a_throttled_error() -> None:

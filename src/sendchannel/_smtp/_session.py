@@ -620,6 +620,20 @@ async def transact(
             outcome = await _transaction(
                 connection, endpoint, envelope, pending, may_be_stale=reused and not queue_ids
             )
+        except DeliveryUnknownError as error:
+            if not queue_ids:
+                raise
+            # These recipients may have the message: not refused, unknown; and the first ones do have it.
+            raise DeliveryUnknownError(
+                f"{error} An earlier transaction on this connection had delivered the message to "
+                f"{', '.join(accepted)} (queue id {queue_ids[0]}); do not send it to them again.",
+                code=error.code,
+                enhanced_code=error.enhanced_code,
+                retry_after=error.retry_after,
+                channel=error.channel,
+                rejected=rejected or None,
+                reply=error.reply,
+            ) from error
         except SendError as error:
             if not queue_ids:
                 raise
