@@ -380,6 +380,20 @@ class PostfixInstance:
                 return found
             time.sleep(0.05)
 
+    def sessions(self, at_least: int = 0, wait: float = 30.0) -> list[str]:
+        """The "disconnect from ..." lines of sessions that said EHLO (not bare readiness probes), once every
+        session that began has ended in the log and there are ``at_least`` (Postfix logs through postlogd, a
+        moment after a session ends: a count taken earlier could miss the previous test's session)."""
+        deadline = time.monotonic() + wait
+        while True:
+            lines = self.log().splitlines()
+            began = sum(": connect from " in line for line in lines)
+            ended = [line for line in lines if ": disconnect from " in line]
+            said_ehlo = [line for line in ended if "ehlo=" in line]
+            if (began == len(ended) and len(said_ehlo) >= at_least) or time.monotonic() > deadline:
+                return said_ehlo
+            time.sleep(0.05)
+
     def wait_log(self, text: str, count: int, wait: float = 60.0) -> int:
         """Wait until ``text`` is in the log ``count`` times (Postfix logs through postlogd); the count."""
         deadline = time.monotonic() + wait

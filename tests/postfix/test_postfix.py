@@ -90,7 +90,7 @@ async def test_recipients_past_smtpd_recipient_limit_all_get_the_message(
     transaction on the same connection, and the result lists all 8 as accepted."""
     recipients = [f"r{index}@example.net" for index in range(8)]
     before = {r: len(postfix.delivered(r.split("@")[0])) for r in recipients}
-    sessions = len(_disconnect_lines(postfix))
+    sessions = len(postfix.sessions())
     message = Message("sender@example.net", recipients, subject=unique("limit"), text="hi\n")
     async with channel(postfix, client_tls) as smtp:
         result = await smtp.send(message)
@@ -103,7 +103,7 @@ async def test_recipients_past_smtpd_recipient_limit_all_get_the_message(
         assert lf(message.as_bytes()) == trace_headers_removed(delivered[-1])
     # One session, two transactions: 8 RCPTs (5 accepted, 3 answered 452 4.5.3), then those 3 again.
     # (Postfix does not count its 452 as a failed RCPT.)
-    session = _disconnect_lines(postfix, at_least=sessions + 1)[sessions:]
+    session = postfix.sessions(at_least=sessions + 1)[sessions:]
     assert 1 == len(session), session
     assert " mail=2 rcpt=11 data=2 " in session[0], session[0]
     assert result.provider_id is not None
@@ -170,11 +170,11 @@ async def test_a_message_over_postfixs_size_limit_is_refused_before_sending(
     """Postfix offers SIZE 1048576: a 2 MB message is refused by the channel, and Postfix sees no MAIL."""
     message = Message("sender@example.net", ["dave@example.net"], subject=unique("big"),
                       text="x" * 70 + "\n" + ("y" * 70 + "\n") * 30_000)
-    before = len(_disconnect_lines(postfix))
+    before = len(postfix.sessions())
     async with channel(postfix, client_tls) as smtp:
         with pytest.raises(MessageRejectedError, match=r"1,048,576"):
             await smtp.send(message)
-    connection = _disconnect_lines(postfix, at_least=before + 1)[before:]
+    connection = postfix.sessions(at_least=before + 1)[before:]
     assert 1 == len(connection), connection
     assert "mail=" not in connection[0]  # Postfix's count of the session's commands: no MAIL at all
     assert [] == [b for b in postfix.delivered("dave") if message.message_id.encode() in b]
@@ -218,24 +218,13 @@ async def test_postfix_refuses_auth_before_tls(postfix: PostfixInstance) -> None
 # -- anvil rate limits -----------------------------------------------------------------------------------
 
 
-def _disconnect_lines(postfix: PostfixInstance, at_least: int = 0, wait: float = 30.0) -> list[str]:
-    """Postfix's "disconnect from ..." lines of sessions that said EHLO (not bare readiness probes), once
-    there are ``at_least`` (Postfix logs through postlogd, a moment after the session ends)."""
-    deadline = time.monotonic() + wait
-    while True:
-        lines = [line for line in postfix.log().splitlines() if "disconnect from" in line and "ehlo=" in line]
-        if len(lines) >= at_least or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.05)
-
-
 async def test_after_a_rate_limit_refusal_postfix_sees_no_pipelined_errors(
     rate_limited_postfix: PostfixInstance, client_tls: ssl.SSLContext
 ) -> None:
     """3 messages a minute: the 4th MAIL is refused (450 4.7.1); the next sends' MAIL goes alone, so only
     the first refused transaction's RCPT and DATA count as errors, and the connection stays up."""
     postfix = rate_limited_postfix
-    before = len(_disconnect_lines(postfix))
+    before = len(postfix.sessions())
     message = Message("sender@example.net", ["bob@example.net", "carol@example.net"], text="hi\n")
     async with channel(postfix, client_tls, pool_size=1) as smtp:
         for _ in range(3):
@@ -246,7 +235,7 @@ async def test_after_a_rate_limit_refusal_postfix_sees_no_pipelined_errors(
             assert 450 == caught.value.code
             assert "4.7.1" == caught.value.enhanced_code
         assert 1 == smtp._pool.opened  # no "421 too many errors"
-    stats = _disconnect_lines(postfix, at_least=before + 1)[before:]
+    stats = postfix.sessions(at_least=before + 1)[before:]
     assert 1 == len(stats), stats
     # rcpt: 6 accepted of 8 sent (the 2 pipelined behind the first refused MAIL); data: 3 of 4.
     assert " mail=3/8 rcpt=6/8 data=3/4 " in stats[0], stats[0]
