@@ -48,6 +48,40 @@ def test_connection_is_refused_on_sqlite(tmp_path: object) -> None:
     asyncio.run(main())
 
 
+async def _listening(url: str) -> None:
+    """Return once a session of this database is LISTENing on the outbox's channel."""
+    from sendchannel._outbox._postgres import CHANNEL
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        while True:
+            cursor = await connection.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+                [f"LISTEN {CHANNEL}"],
+            )
+            if await cursor.fetchone():
+                return
+            await asyncio.sleep(0.05)
+
+
+async def _asleep_after(url: str, item_id: int) -> None:
+    """Return once the item is finished and a worker asked what is pending after that: the worker's last
+    look before it waits (seen in the server's pg_stat_activity)."""
+    from sendchannel._outbox._sql import TABLE
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        while True:
+            cursor = await connection.execute(
+                f"SELECT 1 FROM {TABLE} i, pg_stat_activity a WHERE i.id = %s AND i.finished_at IS NOT NULL "
+                "AND a.datname = current_database() AND a.state = 'idle' "
+                f"AND a.query LIKE 'SELECT (SELECT 1 FROM {TABLE} %%' "
+                "AND extract(epoch FROM a.query_start) >= i.finished_at",
+                [item_id],
+            )
+            if await cursor.fetchone():
+                return
+            await asyncio.sleep(0.05)
+
+
 def test_a_put_from_another_process_wakes_a_listening_worker_at_once(postgresql_url: str) -> None:
     """A worker asleep on LISTEN sends an item put through another connection well before its poll."""
 
@@ -59,14 +93,17 @@ def test_a_put_from_another_process_wakes_a_listening_worker_at_once(postgresql_
         ):
             assert worker_side.store.poll_interval >= 5.0  # type: ignore[attr-defined]
             worker = asyncio.create_task(worker_side.run())
-            await asyncio.sleep(0.5)  # the worker is asleep, LISTENing
+            await asyncio.wait_for(_listening(postgresql_url), 30)
+            # A first item, so the worker has claimed, sent, recorded, found nothing more and gone to sleep.
+            first = await producer.put(message(1))
+            await asyncio.wait_for(_asleep_after(postgresql_url, first.id), 30)
             started = time.monotonic()
-            await producer.put(message(1))
-            await asyncio.wait_for(channel.wait_until(lambda: bool(channel.outbox)), 10)
+            await producer.put(message(2))
+            await asyncio.wait_for(channel.wait_until(lambda: len(channel.outbox) == 2), 10)
             elapsed = time.monotonic() - started
             worker_side.stop()
             await asyncio.wait_for(worker, 30)
-            assert 1 == len(channel.outbox)
+            assert 2 == len(channel.outbox)
             assert elapsed < 2.5, f"took {elapsed:.2f} s: the notification did not wake the worker"
 
     asyncio.run(main())
