@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,19 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HOST = "127.0.0.1"
-_POSTFIX_DIRS = ("/usr/sbin", "/usr/lib/postfix", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
 
+# The tests' helper finds Postfix's programs (smtp-sink, smtp-source) where Debian puts them.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.postfix.instance import program as find_postfix_tool  # noqa: E402
 
-def find_postfix_tool(name: str) -> str | None:
-    """The path of ``smtp-sink`` or ``smtp-source`` (Debian's postfix package), or None."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for directory in _POSTFIX_DIRS:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return None
+__all__ = ["HOST", "find_postfix_tool"]
 
 
 def free_port() -> int:

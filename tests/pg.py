@@ -26,13 +26,13 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from tests import sentinels
+from tests.processes import stop_by_pid
 
 __all__ = ["PostgresServer", "find_binaries"]
 
@@ -187,17 +187,5 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop the server by its pid (fast shutdown), waiting up to 30 s, then kill it."""
         pid, self.pid = self.pid, None
-        if pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            # The postmaster is not our child (pg_ctl started it), so it is reaped by init: poll.
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            stop_by_pid(pid, signal.SIGINT)

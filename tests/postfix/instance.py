@@ -24,7 +24,6 @@ import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -33,14 +32,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tests.processes import stop_by_pid
+
 __all__ = ["DOMAIN", "PostfixInstance", "unavailable"]
 
 HOST = "127.0.0.1"
 DOMAIN = "example.net"
-_SBIN = ("/usr/sbin", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
+_SBIN = ("/usr/sbin", "/usr/lib/postfix", "/usr/lib/postfix/sbin", "/usr/libexec/postfix")
 
 
-def _program(name: str) -> str | None:
+def program(name: str) -> str | None:
+    """The path of a Postfix or Dovecot program (``postfix``, ``smtp-sink``...), or None if not installed."""
     found = shutil.which(name)
     if found:
         return found
@@ -58,7 +60,7 @@ def unavailable() -> str | None:
             "the Postfix tier needs root (Postfix's master daemon starts as root); CI runs it as root "
             "after `apt-get install postfix dovecot-core` (see .ci/run)"
         )
-    missing = [name for name in ("postfix", "dovecot") if _program(name) is None]
+    missing = [name for name in ("postfix", "dovecot") if program(name) is None]
     if missing:
         return (
             f"{' and '.join(missing)} not installed; install them with `DEBIAN_FRONTEND=noninteractive "
@@ -304,11 +306,11 @@ class PostfixInstance:
             raise RuntimeError(f"{' '.join(command)} failed: {text}\n{self.log()[-2000:]}")
 
     def _start_postfix(self) -> None:
-        self._run(_program("postfix") or "postfix", "-c", str(self.dir / "etc"), "start")
+        self._run(program("postfix") or "postfix", "-c", str(self.dir / "etc"), "start")
         self._postfix_pid = self._read_pid(self.dir / "queue" / "pid" / "master.pid")
 
     def _start_dovecot(self) -> None:
-        self._run(_program("dovecot") or "dovecot", "-c", str(self.dir / "dovecot" / "dovecot.conf"))
+        self._run(program("dovecot") or "dovecot", "-c", str(self.dir / "dovecot" / "dovecot.conf"))
         self._dovecot_pid = self._read_pid(self.dir / "dovecot" / "run" / "master.pid")
 
     @staticmethod
@@ -342,7 +344,7 @@ class PostfixInstance:
             pid = getattr(self, attribute)
             setattr(self, attribute, None)
             if pid is not None:
-                _terminate(pid)
+                stop_by_pid(pid)
         if self.dir != Path() and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -402,17 +404,3 @@ class PostfixInstance:
             if found >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
-
-
-def _terminate(pid: int, wait: float = 30.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
