@@ -778,12 +778,12 @@ def _envelope_error(
             return endpoint.refused(code, text, Stage.RCPT, sender)
     if not any(_ok(code) for code, _ in rcpt_replies):
         refused = {r: str(endpoint.reply(c, t)) for r, (c, t) in zip(recipients, rcpt_replies, strict=True)}
-        for code, text in rcpt_replies:
-            if code >= 500:
-                # A server that delays its rejections refuses the sender here, once for each recipient.
-                error = endpoint.refused(code, text, Stage.RCPT, sender, rejected=refused)
-                if isinstance(error, SenderNotAllowedError):
-                    return error
+        for code, text in dict.fromkeys(reply for reply in rcpt_replies if reply[0] >= 500):
+            # A server that delays its rejections refuses the sender here, once for each recipient (the
+            # same reply each time: each different one is classified once).
+            error = endpoint.refused(code, text, Stage.RCPT, sender, rejected=refused)
+            if isinstance(error, SenderNotAllowedError):
+                return error
         return all_refused_error(refused, channel=endpoint.channel, server=endpoint.server)
     code, text = replies[1 + len(recipients)]
     if code != 354:
