@@ -215,14 +215,7 @@ class SqliteDatabase:
         return self._open().executemany(sql, params).rowcount
 
     def _execute_alone(self, sql: str, params: tuple[object, ...], write: bool) -> list[Row]:
-        self._begin(write)
-        try:
-            rows, _ = self._execute(sql, params)
-        except BaseException:
-            self._end("ROLLBACK")
-            raise
-        self._end("COMMIT")
-        return rows
+        return self._batch_alone([(sql, params)], write)[0]
 
     def _batch_alone(self, statements: list[tuple[str, tuple[object, ...]]], write: bool) -> list[list[Row]]:
         self._begin(write)
